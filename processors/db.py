@@ -1,0 +1,88 @@
+"""Database connection and migrations.
+
+Migrations are the numbered SQL files in deploy/migrations, applied in order inside one
+transaction each and recorded in ``schema_migrations``. A transaction-level advisory lock makes
+two processes migrating at once safe: the second waits, then finds nothing left to do.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+
+import psycopg
+
+from streams.settings import REPO_ROOT, Settings
+
+MIGRATIONS_DIR = REPO_ROOT / "deploy" / "migrations"
+_MIGRATION_LOCK = 74_221_001  # arbitrary, constant: the advisory lock id for migrations
+_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+
+
+class DatabaseUnavailable(RuntimeError):
+    pass
+
+
+def unreachable_message(settings: Settings) -> str:
+    return (
+        f"PostgreSQL not reachable at {redact_url(settings.database_url)}: run "
+        "`palliwatch services up` or set PALLIWATCH_DATABASE_URL"
+    )
+
+
+def redact_url(url: str) -> str:
+    """The URL without its password, for messages and logs."""
+    return re.sub(r"(//[^:/@]+):[^@]*@", r"\1:***@", url)
+
+
+def connect(settings: Settings, **kwargs: object) -> psycopg.Connection:
+    try:
+        return psycopg.connect(settings.database_url, connect_timeout=5, **kwargs)  # type: ignore[arg-type]
+    except psycopg.OperationalError as e:
+        raise DatabaseUnavailable(f"{unreachable_message(settings)} ({e})") from e
+
+
+def migration_files(directory: Path = MIGRATIONS_DIR) -> list[Path]:
+    files = sorted(p for p in directory.iterdir() if _NAME.match(p.name))
+    versions = [p.name[:4] for p in files]
+    if len(set(versions)) != len(versions):
+        raise RuntimeError(f"two migrations share a number in {directory}")
+    return files
+
+
+def migrate(settings: Settings, directory: Path = MIGRATIONS_DIR) -> list[str]:
+    """Apply pending migrations; return the names applied (empty when up to date)."""
+    applied_now: list[str] = []
+    with connect(settings) as conn:
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+            conn.execute(
+                """CREATE TABLE IF NOT EXISTS schema_migrations (
+                       version text PRIMARY KEY,
+                       name text NOT NULL,
+                       sha256 text NOT NULL,
+                       applied_at timestamptz NOT NULL DEFAULT now())"""
+            )
+        for path in migration_files(directory):
+            sql = path.read_text(encoding="utf-8")
+            digest = hashlib.sha256(sql.encode()).hexdigest()
+            with conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+                row = conn.execute(
+                    "SELECT sha256 FROM schema_migrations WHERE version = %s", (path.name[:4],)
+                ).fetchone()
+                if row is not None:
+                    if row[0] != digest:
+                        raise RuntimeError(
+                            f"migration {path.name} changed after it was applied; add a new "
+                            "migration instead of editing an applied one"
+                        )
+                    continue
+                conn.execute(sql)  # type: ignore[call-overload,unused-ignore]
+                conn.execute(
+                    "INSERT INTO schema_migrations (version, name, sha256) VALUES (%s, %s, %s)",
+                    (path.name[:4], path.name, digest),
+                )
+                applied_now.append(path.name)
+    return applied_now

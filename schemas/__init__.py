@@ -1,0 +1,1 @@
+"""Contracts of palliwatch: code lists and pydantic models per topic."""

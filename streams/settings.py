@@ -1,0 +1,68 @@
+"""Runtime settings, all from environment variables with local-stack defaults.
+
+When PALLIWATCH_KAFKA_BOOTSTRAP or PALLIWATCH_DATABASE_URL is set, palliwatch uses that service
+and `palliwatch services up` starts nothing for it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from streams.topics import TopicSpec
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+LOCAL_KAFKA_PORT = 19092
+LOCAL_KAFKA_CONTROLLER_PORT = 19093
+LOCAL_PG_PORT = 54329
+LOCAL_DB_NAME = "palliwatch"
+LOCAL_DB_WRITER = "palliwatch_writer"
+LOCAL_DB_READER = "palliwatch_reader"
+# Local, loopback-only development passwords; real deployments set PALLIWATCH_DATABASE_URL.
+LOCAL_DB_WRITER_PASSWORD = "palliwatch_writer_local"
+LOCAL_DB_READER_PASSWORD = "palliwatch_reader_local"
+
+
+@dataclass(frozen=True)
+class Settings:
+    kafka_bootstrap: str
+    database_url: str
+    kafka_external: bool
+    database_external: bool
+    state_dir: Path
+    app_id: str
+    web_port: int
+    partitions: int
+    topic_namespace: str = ""
+
+    def topic(self, spec: TopicSpec) -> str:
+        """The topic's name in this deployment (tests isolate themselves with a namespace)."""
+        return f"{self.topic_namespace}.{spec.name}" if self.topic_namespace else spec.name
+
+    @property
+    def faust_broker(self) -> str:
+        return ";".join(f"kafka://{h}" for h in self.kafka_bootstrap.split(","))
+
+
+def load() -> Settings:
+    env = os.environ
+    state_dir = Path(env.get("PALLIWATCH_STATE_DIR", REPO_ROOT / ".palliwatch")).resolve()
+    kafka = env.get("PALLIWATCH_KAFKA_BOOTSTRAP")
+    db = env.get("PALLIWATCH_DATABASE_URL")
+    return Settings(
+        kafka_bootstrap=kafka or f"127.0.0.1:{LOCAL_KAFKA_PORT}",
+        database_url=db
+        or (
+            f"postgresql://{LOCAL_DB_WRITER}:{LOCAL_DB_WRITER_PASSWORD}"
+            f"@127.0.0.1:{LOCAL_PG_PORT}/{LOCAL_DB_NAME}"
+        ),
+        kafka_external=kafka is not None,
+        database_external=db is not None,
+        state_dir=state_dir,
+        app_id=env.get("PALLIWATCH_APP_ID", "palliwatch"),
+        web_port=int(env.get("PALLIWATCH_WEB_PORT", "6066")),
+        partitions=int(env.get("PALLIWATCH_PARTITIONS", "4")),
+        topic_namespace=env.get("PALLIWATCH_TOPIC_NAMESPACE", ""),
+    )

@@ -1,0 +1,149 @@
+"""Fixtures for integration tests on the real local stack.
+
+`local_stack` runs `palliwatch services up` (Kafka in KRaft mode and PostgreSQL as real local
+processes) unless PALLIWATCH_KAFKA_BOOTSTRAP / PALLIWATCH_DATABASE_URL point elsewhere. If a
+service does not come up the tests FAIL: they are never skipped for a missing service.
+
+Each integration test gets its own topic namespace, Faust app id (consumer group, changelogs)
+and database, so tests neither see each other's data nor the demo's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from processors.db import migrate
+from streams import services
+from streams import settings as settings_mod
+from streams.kafka_admin import delete_topics, ensure_topics
+from streams.settings import REPO_ROOT, Settings
+from streams.topics import CATALOGUE
+
+
+@pytest.fixture(scope="session")
+def local_stack() -> Settings:
+    base = settings_mod.load()
+    try:
+        services.up(base)
+    except services.ServiceError as e:
+        pytest.fail(f"the local stack did not come up: {e}", pytrace=False)
+    status = services.status(base)
+    if not all(status.values()):
+        pytest.fail(f"services not healthy after `services up`: {status}", pytrace=False)
+    return base
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclasses.dataclass
+class Isolated:
+    settings: Settings
+    env: dict[str, str]
+    db_name: str
+
+
+@pytest.fixture
+def isolated(local_stack: Settings) -> Iterator[Isolated]:
+    tag = uuid.uuid4().hex[:10]
+    db_name = f"palliwatch_test_{tag}"
+    admin_url = local_stack.database_url
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{db_name}"')
+    db_url = admin_url.rsplit("/", 1)[0] + f"/{db_name}"
+    s = dataclasses.replace(
+        local_stack,
+        database_url=db_url,
+        app_id=f"palliwatch-test-{tag}",
+        topic_namespace=f"test-{tag}",
+        web_port=_free_port(),
+    )
+    env = {
+        **os.environ,
+        "PALLIWATCH_KAFKA_BOOTSTRAP": s.kafka_bootstrap,
+        "PALLIWATCH_DATABASE_URL": s.database_url,
+        "PALLIWATCH_APP_ID": s.app_id,
+        "PALLIWATCH_TOPIC_NAMESPACE": s.topic_namespace,
+        "PALLIWATCH_WEB_PORT": str(s.web_port),
+        "PALLIWATCH_STATE_DIR": str(local_stack.state_dir / "tests" / tag),
+    }
+    migrate(s)
+    ensure_topics(s)
+    try:
+        yield Isolated(s, env, db_name)
+    finally:
+        delete_topics(s, [s.topic(t) for t in CATALOGUE])
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
+
+
+class WorkerProcess:
+    """A real `palliwatch worker` subprocess with its log kept for failure messages."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.log_path = log_path
+        self._log = log_path.open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "streams.cli", "worker"],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def log_tail(self, lines: int = 40) -> str:
+        text = self.log_path.read_text(errors="replace").splitlines()
+        return "\n".join(text[-lines:])
+
+    def assert_alive(self) -> None:
+        if self.proc.poll() is not None:
+            raise AssertionError(f"worker exited with {self.proc.returncode}:\n{self.log_tail()}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+
+
+@pytest.fixture
+def worker(isolated: Isolated) -> Iterator[WorkerProcess]:
+    w = WorkerProcess(isolated.env, Path(isolated.env["PALLIWATCH_STATE_DIR"]) / "worker.log")
+    try:
+        yield w
+    finally:
+        w.stop()
+
+
+def wait_for(predicate, timeout_s: float, what: str, worker: WorkerProcess | None = None):  # type: ignore[no-untyped-def]
+    """Poll ``predicate`` until it returns a truthy value; fail naming ``what``."""
+    deadline = time.monotonic() + timeout_s
+    last = None
+    while time.monotonic() < deadline:
+        if worker is not None:
+            worker.assert_alive()
+        last = predicate()
+        if last:
+            return last
+        time.sleep(0.5)
+    tail = f"\nworker log:\n{worker.log_tail()}" if worker is not None else ""
+    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}{tail}")
