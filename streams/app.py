@@ -81,23 +81,21 @@ official_topic = _topic(topics.OFFICIAL_DEATHS)
 region_topic = _topic(topics.REGION_DELTAS)
 dead_letter_topic = _topic(topics.DEAD_LETTER)
 
-# Keys as raw bytes equal to the source topic's key bytes, so the producer's partitioner puts a
-# key's changelog record in the partition its source records live in.
-_table_schema: faust.Schema = faust.Schema(
-    key_type=bytes, key_serializer="raw", value_serializer="json"
-)
-
 survey_state = app.Table(
     "survey-state",
     default=None,
-    schema=_table_schema,
+    # bytes keys use the raw codec: the changelog key is the source topic's key, byte for byte,
+    # so the producer's partitioner puts it in the partition its source records live in.
+    key_type=bytes,
     partitions=settings.partitions,
     use_partitioner=True,
 )
 region_months = app.Table(
     "region-months",
     default=None,
-    schema=_table_schema,
+    # bytes keys use the raw codec: the changelog key is the source topic's key, byte for byte,
+    # so the producer's partitioner puts it in the partition its source records live in.
+    key_type=bytes,
     partitions=settings.partitions,
     use_partitioner=True,
 )

@@ -97,11 +97,15 @@ class WorkerProcess:
     def __init__(self, env: dict[str, str], log_path: Path) -> None:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self.log_path = log_path
-        self._log = log_path.open("wb")
-        self.proc = subprocess.Popen(
+        self.env = env
+        self._log = log_path.open("ab")
+        self.proc = self._start()
+
+    def _start(self) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
             [sys.executable, "-m", "streams.cli", "worker"],
             cwd=REPO_ROOT,
-            env=env,
+            env=self.env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
@@ -114,7 +118,7 @@ class WorkerProcess:
         if self.proc.poll() is not None:
             raise AssertionError(f"worker exited with {self.proc.returncode}:\n{self.log_tail()}")
 
-    def stop(self) -> None:
+    def _terminate(self) -> None:
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -122,6 +126,14 @@ class WorkerProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+    def restart(self) -> None:
+        """Stop the worker cleanly and start a new one on the same app id and state."""
+        self._terminate()
+        self.proc = self._start()
+
+    def stop(self) -> None:
+        self._terminate()
         self._log.close()
 
 

@@ -15,6 +15,7 @@ The scenario (all deaths in region 09 Gotland, municipality 0980, unless stated)
   A10  2025-01  own_home / primary_care / no              phase 2: registered late (Jul 2025)
   A11  2025-01  nursing_home (09, 0980)                   rev 2: moved to region 01 (0114)
   A12  2025-02  own_home / specialised_home_care / no     -
+After phase 1 the worker is stopped and restarted and phase 1 is sent again (all stale).
 Official deaths: 09/2025-01 = 40; 09/2025-02 = 20, replaced by 24 in phase 2; 01/2025-01 = 100.
 One record that is not JSON goes to the dead-letter topic and changes nothing.
 
@@ -192,6 +193,10 @@ def test_worker_writes_exact_indicators_for_a_hand_computed_history(
             worker=worker,
         )
 
+        # A restart recovers both tables from their changelogs: resending all of phase 1 is
+        # then stale and changes nothing (no double counting).
+        worker.restart()
+        send_records(producer, s, DEATH_SURVEYS, PHASE_1_SURVEYS)
         # Late registration and a replaced official count update windows already written.
         send_records(producer, s, DEATH_SURVEYS, PHASE_2_SURVEYS)
         send_records(producer, s, OFFICIAL_DEATHS, PHASE_2_OFFICIAL)
