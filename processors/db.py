@@ -86,3 +86,13 @@ def migrate(settings: Settings, directory: Path = MIGRATIONS_DIR) -> list[str]:
                 )
                 applied_now.append(path.name)
     return applied_now
+
+
+def pending_migrations(settings: Settings, directory: Path = MIGRATIONS_DIR) -> list[str]:
+    """Names of migrations not yet applied to the database."""
+    with connect(settings) as conn:
+        exists = conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()
+        applied: set[str] = set()
+        if exists and exists[0]:
+            applied = {r[0] for r in conn.execute("SELECT version FROM schema_migrations")}
+    return [p.name for p in migration_files(directory) if p.name[:4] not in applied]

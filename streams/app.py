@@ -256,7 +256,9 @@ async def aggregate_regions(stream: Any) -> None:
 
 @app.page("/metrics")
 async def prometheus_metrics(web: Any, request: Any) -> Any:
-    return web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST)
+    # aiohttp takes the charset separately from the media type.
+    media_type = CONTENT_TYPE_LATEST.split("; charset")[0]
+    return web.bytes(generate_latest(), content_type=media_type)
 
 
 __all__ = ["app", "window_months"]

@@ -151,9 +151,10 @@ def run_live(rate: float, duration: float | None, seed: int, quiet: bool = False
 
 
 def cmd_simulate(args: argparse.Namespace) -> None:
-    from streams.kafka_admin import KafkaUnavailable
+    from streams.kafka_admin import KafkaUnavailable, ensure_topics
 
     try:
+        ensure_topics(settings_mod.load())
         if args.backfill:
             sent = run_backfill(args.backfill, args.months, args.seed)
             print(f"backfill: {sent} survey records sent ({args.months} months of deaths)")
@@ -169,9 +170,31 @@ def cmd_simulate(args: argparse.Namespace) -> None:
 # ---- worker --------------------------------------------------------------------------------
 
 
+def preflight(s: settings_mod.Settings) -> None:
+    """Before the worker starts: topics exist, the database answers and is migrated."""
+    from processors.db import DatabaseUnavailable, pending_migrations
+    from streams.kafka_admin import KafkaUnavailable, ensure_topics
+
+    try:
+        ensure_topics(s)
+    except KafkaUnavailable as e:
+        _fail(str(e), 1)
+    try:
+        pending = pending_migrations(s)
+    except DatabaseUnavailable as e:
+        _fail(str(e), 1)
+    if pending:
+        _fail(
+            f"database schema is behind ({', '.join(pending)} not applied): "
+            "run `palliwatch db migrate`",
+            1,
+        )
+
+
 def cmd_worker(args: argparse.Namespace) -> None:
     import faust
 
+    preflight(settings_mod.load())
     from streams.app import app
 
     worker = faust.Worker(app, loglevel=args.loglevel, quiet=True, redirect_stdouts=False)
