@@ -34,6 +34,7 @@ class Settings:
     state_dir: Path
     app_id: str
     web_port: int
+    web_bind: str
     partitions: int
     topic_namespace: str = ""
 
@@ -63,6 +64,8 @@ def load() -> Settings:
         state_dir=state_dir,
         app_id=env.get("PALLIWATCH_APP_ID", "palliwatch"),
         web_port=int(env.get("PALLIWATCH_WEB_PORT", "6066")),
+        # Loopback by default; the Docker image binds 0.0.0.0 inside its container network.
+        web_bind=env.get("PALLIWATCH_WEB_BIND", "127.0.0.1"),
         partitions=int(env.get("PALLIWATCH_PARTITIONS", "4")),
         topic_namespace=env.get("PALLIWATCH_TOPIC_NAMESPACE", ""),
     )

@@ -1,0 +1,210 @@
+"""The CLI's messages, the local services, migrations and the topic catalogue."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+import threading
+import uuid
+from pathlib import Path
+
+import psycopg
+import pytest
+import yaml
+from kafka import KafkaAdminClient
+from kafka.admin import ConfigResource, ConfigResourceType
+
+from processors.db import migrate, migration_files, pending_migrations
+from processors.queries import Cell, RegionRow
+from streams import services
+from streams.cli import format_indicator_table
+from streams.kafka_admin import delete_topics
+from streams.settings import REPO_ROOT, Settings
+from streams.topics import CATALOGUE, DEATH_SURVEYS, REGION_DELTAS
+from tests.conftest import Isolated
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "streams.cli", *args],
+        cwd=REPO_ROOT,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+# ---- messages that name the fix (no services needed) ---------------------------------------
+
+
+def test_unreachable_kafka_names_the_fix() -> None:
+    r = run_cli("topics", "create", env={"PALLIWATCH_KAFKA_BOOTSTRAP": "127.0.0.1:1"})
+    assert r.returncode == 1
+    assert "Kafka not reachable at 127.0.0.1:1" in r.stderr
+    assert "palliwatch services up" in r.stderr and "PALLIWATCH_KAFKA_BOOTSTRAP" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_unreachable_database_names_the_fix_and_hides_the_password() -> None:
+    url = "postgresql://someone:s3cret@127.0.0.1:1/nowhere"
+    r = run_cli("db", "migrate", env={"PALLIWATCH_DATABASE_URL": url})
+    assert r.returncode == 1
+    assert "PostgreSQL not reachable" in r.stderr and "PALLIWATCH_DATABASE_URL" in r.stderr
+    assert "s3cret" not in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_simulate_rejects_a_malformed_rate() -> None:
+    r = run_cli("simulate", "--rate", "fast")
+    assert r.returncode == 2
+    assert "rate must look like 50/s" in r.stderr
+
+
+def test_indicator_table_lists_all_regions_and_shows_suppression_not_zero() -> None:
+    from datetime import date
+
+    rows = [
+        RegionRow(
+            "09",
+            date(2025, 3, 1),
+            date(2026, 2, 28),
+            {
+                "registry_coverage": Cell(0.5, 50, 100, 100, False),
+                "home_death_share": Cell(None, None, None, None, True),
+            },
+        )
+    ]
+    text = format_indicator_table(rows)
+    lines = text.splitlines()
+    assert len(lines) == 2 + 21
+    gotland = next(line for line in lines if line.startswith("09 Gotland"))
+    assert "50.0%" in gotland and "n<5" in gotland
+    assert "(no data yet)" in next(line for line in lines if line.startswith("01 Stockholm"))
+
+
+# ---- the topic catalogue and the compose file -------------------------------------------------
+
+
+def test_catalogue_has_the_contract_topics_once_each() -> None:
+    names = [t.name for t in CATALOGUE]
+    assert len(names) == len(set(names))
+    for contract in (
+        "registry.death-surveys.v1",
+        "registry.unit-events.v1",
+        "reference.official-deaths.v1",
+        "reference.population.v1",
+        "reference.targets.v1",
+    ):
+        assert contract in names
+
+
+def test_compose_file_is_complete_and_binds_loopback_only() -> None:
+    compose = yaml.safe_load((REPO_ROOT / "deploy" / "compose.yaml").read_text())
+    assert {"kafka", "timescaledb", "grafana", "prometheus", "worker"} <= set(compose["services"])
+    assert compose["services"]["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == (
+        "broker,controller"
+    )
+    for name, svc in compose["services"].items():
+        for port in svc.get("ports", []):
+            assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} beyond loopback"
+    for mount in compose["services"]["grafana"]["volumes"]:
+        host_path = mount.split(":")[0]
+        assert (REPO_ROOT / "deploy" / host_path).resolve().exists(), mount
+    assert (REPO_ROOT / "deploy" / "Dockerfile").exists()
+
+
+# ---- on the real services -------------------------------------------------------------------
+
+
+@pytest.mark.integration
+def test_services_up_is_idempotent(local_stack: Settings) -> None:
+    services.up(local_stack)  # already running: must leave it alone and succeed
+    assert services.status(local_stack) == {"kafka": True, "postgres": True}
+    r = run_cli("services", "status")
+    assert r.returncode == 0 and "kafka     up" in r.stdout and "postgres  up" in r.stdout
+
+
+@pytest.mark.integration
+def test_topics_are_created_from_the_catalogue(isolated: Isolated) -> None:
+    s = isolated.settings
+    admin = KafkaAdminClient(bootstrap_servers=s.kafka_bootstrap)
+    try:
+        existing = set(admin.list_topics())
+        assert {s.topic(t) for t in CATALOGUE} <= existing
+        described = admin.describe_topics([s.topic(DEATH_SURVEYS)])
+        assert len(described[0]["partitions"]) == s.partitions
+        configs = admin.describe_configs(
+            [
+                ConfigResource(ConfigResourceType.TOPIC, s.topic(DEATH_SURVEYS)),
+                ConfigResource(ConfigResourceType.TOPIC, s.topic(REGION_DELTAS)),
+            ]
+        )
+        text = repr(configs)
+        assert "compact" in text and "delete" in text
+    finally:
+        admin.close()
+
+
+@pytest.mark.integration
+def test_migrations_are_idempotent_and_safe_concurrently(local_stack: Settings) -> None:
+    db_name = f"palliwatch_mig_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(local_stack.database_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{db_name}"')
+    s = dataclasses.replace(
+        local_stack, database_url=local_stack.database_url.rsplit("/", 1)[0] + f"/{db_name}"
+    )
+    try:
+        assert pending_migrations(s) == [p.name for p in migration_files()]
+        results: list[list[str]] = []
+        errors: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                results.append(migrate(s))
+            except BaseException as e:  # noqa: BLE001 - reported below
+                errors.append(e)
+
+        threads = [threading.Thread(target=run) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors, errors
+        applied = sorted(results, key=len)
+        assert applied[0] == [] and applied[1] == [p.name for p in migration_files()]
+        assert migrate(s) == []
+        assert pending_migrations(s) == []
+        with psycopg.connect(s.database_url) as conn:
+            count = conn.execute("SELECT count(*) FROM schema_migrations").fetchone()
+        assert count is not None and count[0] == len(migration_files())
+    finally:
+        with psycopg.connect(local_stack.database_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
+
+
+@pytest.mark.integration
+def test_worker_refuses_an_unmigrated_database(local_stack: Settings, tmp_path: Path) -> None:
+    db_name = f"palliwatch_empty_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(local_stack.database_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{db_name}"')
+    namespace = f"test-{uuid.uuid4().hex[:8]}"
+    try:
+        url = local_stack.database_url.rsplit("/", 1)[0] + f"/{db_name}"
+        r = run_cli(
+            "worker",
+            env={
+                "PALLIWATCH_DATABASE_URL": url,
+                "PALLIWATCH_TOPIC_NAMESPACE": namespace,
+                "PALLIWATCH_STATE_DIR": str(tmp_path),
+            },
+        )
+        assert r.returncode == 1
+        assert "run `palliwatch db migrate`" in r.stderr
+    finally:
+        ns = dataclasses.replace(local_stack, topic_namespace=namespace)
+        delete_topics(ns, [ns.topic(t) for t in CATALOGUE])
+        with psycopg.connect(local_stack.database_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
