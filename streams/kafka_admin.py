@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import time
 
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
@@ -72,6 +73,15 @@ def ensure_topics(settings: Settings) -> list[str]:
                 created.append(nt.name)
             except TopicAlreadyExistsError:
                 pass  # another process created it in between: fine
+        # A new topic reaches the broker's metadata a moment after creation; wait for it so the
+        # caller's producers and consumers find every topic.
+        names = {settings.topic(t) for t in CATALOGUE}
+        deadline = time.monotonic() + 30
+        while not names <= set(admin.list_topics()):
+            if time.monotonic() > deadline:
+                missing = sorted(names - set(admin.list_topics()))
+                raise KafkaUnavailable(f"topics not visible 30 s after creation: {missing}")
+            time.sleep(0.2)
         return created
     finally:
         admin.close()
