@@ -33,3 +33,16 @@ PresentAtDeath = Literal["relative", "staff", "both", "none"]
 SPECIALISED_CARE_SETTINGS: frozenset[str] = frozenset(
     {"specialised_home_care", "specialised_inpatient"}
 )
+
+UnitEventKind = Literal["upsert", "closed"]
+UnitKind = Literal[
+    "specialised_home_care",
+    "consult_team",
+    "inpatient_hospital",
+    "inpatient_non_hospital",
+    "outpatient_clinic",
+    "on_call_line",
+    "general_care",
+]
+UnitHours = Literal["24_7", "office_hours", "office_hours_weekend"]
+Comparator = Literal[">=", "<="]

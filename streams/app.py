@@ -33,7 +33,7 @@ from processors.core import (
     window_months,
 )
 from processors.sink import IndicatorSink, OfficialRow
-from processors.validation import DeadLetter, parse
+from processors.validation import DeadLetter, Reason, parse
 from schemas.models import DeathSurvey, OfficialDeaths
 from streams import topics
 from streams.settings import load
@@ -76,8 +76,9 @@ def _topic(spec: topics.TopicSpec) -> faust.TopicT:
     )
 
 
-surveys_topic = _topic(topics.DEATH_SURVEYS)
-official_topic = _topic(topics.OFFICIAL_DEATHS)
+contract_topics = {spec.name: _topic(spec) for spec in topics.CONTRACT_TOPICS}
+valid_topics = {spec.name: _topic(spec.valid) for spec in topics.CONTRACT_TOPICS}
+by_person_topic = _topic(topics.SURVEYS_BY_PERSON)
 region_topic = _topic(topics.REGION_DELTAS)
 dead_letter_topic = _topic(topics.DEAD_LETTER)
 
@@ -90,63 +91,147 @@ survey_state = app.Table(
     partitions=settings.partitions,
     use_partitioner=True,
 )
+person_state = app.Table(
+    "person-state",
+    default=None,
+    key_type=bytes,
+    partitions=settings.partitions,
+    use_partitioner=True,
+)
 region_months = app.Table(
     "region-months",
     default=None,
-    # bytes keys use the raw codec: the changelog key is the source topic's key, byte for byte,
-    # so the producer's partitioner puts it in the partition its source records live in.
     key_type=bytes,
     partitions=settings.partitions,
     use_partitioner=True,
 )
 
 
-async def send_dead_letter(event: faust.EventT, dead: DeadLetter) -> None:
-    msg = event.message
-    metrics.DEAD_LETTERS.labels(msg.topic, dead.reason).inc()
-    envelope = dead.envelope(event.value or b"", msg.topic, msg.partition, msg.offset)
+async def send_dead_letter(
+    dead: DeadLetter,
+    payload: bytes,
+    source: tuple[str, int, int],
+    key: bytes | None,
+) -> None:
+    topic, partition, offset = source
+    metrics.DEAD_LETTERS.labels(_base_name(topic), dead.reason.value).inc()
+    envelope = dead.envelope(payload, topic, partition, offset, key=key)
     await dead_letter_topic.send(
-        key=f"{msg.topic}:{msg.partition}:{msg.offset}".encode(), value=orjson.dumps(envelope)
+        key=f"{topic}:{partition}:{offset}".encode(), value=orjson.dumps(envelope)
     )
+    # The envelope's detail is already redacted; the payload is never logged.
     log.warning(
         "dead letter %s from %s[%d]@%d: %s",
-        dead.reason,
-        msg.topic,
-        msg.partition,
-        msg.offset,
+        dead.reason.value,
+        topic,
+        partition,
+        offset,
         envelope["detail"],
     )
+
+
+def _base_name(topic: str) -> str:
+    """The catalogue name of a (possibly namespaced) topic, for metric labels."""
+    ns = settings.topic_namespace
+    return topic[len(ns) + 1 :] if ns and topic.startswith(ns + ".") else topic
+
+
+def _source(event: faust.EventT) -> tuple[str, int, int]:
+    msg = event.message
+    return msg.topic, msg.partition, msg.offset
 
 
 def _delta_message(kind: str, month: str, **fields: Any) -> bytes:
     return orjson.dumps({"kind": kind, "month": month, **fields})
 
 
-@app.agent(surveys_topic)
+def _make_screen(spec: topics.TopicSpec) -> Any:
+    """Stateless validation of one contract topic: dead letter, or forward as valid."""
+    model = spec.model
+    assert model is not None
+    is_survey = spec is topics.DEATH_SURVEYS
+    label = spec.name
+    forward = by_person_topic if is_survey else valid_topics[spec.name]
+
+    async def screen(stream: Any) -> None:
+        async for events in stream.take_events(SURVEY_BATCH, within=BATCH_WITHIN_S):
+            now = datetime.now(UTC)
+            for event in events:
+                metrics.RECORDS_CONSUMED.labels(label).inc()
+                record = parse(event.value, model, now, key=event.key, expected_key=spec.key_for)
+                if isinstance(record, DeadLetter):
+                    await send_dead_letter(record, event.value or b"", _source(event), event.key)
+                    continue
+                if is_survey:
+                    # One survey per person is checked where all of a person's surveys meet.
+                    assert isinstance(record, DeathSurvey)
+                    await forward.send(
+                        key=record.person_ref.encode(),
+                        value=orjson.dumps(
+                            {"source": _source(event), "value": event.value.decode()}
+                        ),
+                    )
+                else:
+                    metrics.VALID.labels(label).inc()
+                    await forward.send(key=event.key, value=event.value)
+
+    screen.__name__ = screen.__qualname__ = f"screen_{spec.name.split('.')[1].replace('-', '_')}"
+    return screen
+
+
+for _spec in topics.CONTRACT_TOPICS:
+    app.agent(contract_topics[_spec.name], name=f"screen-{_spec.name}")(_make_screen(_spec))
+
+
+@app.agent(by_person_topic)
+async def admit_surveys(stream: Any) -> None:
+    """One survey per person; strictly increasing revisions per survey; else dead or stale."""
+    label = topics.DEATH_SURVEYS.name
+    async for events in stream.take_events(SURVEY_BATCH, within=BATCH_WITHIN_S):
+        for event in events:
+            wrapped = orjson.loads(event.value)
+            raw = wrapped["value"].encode()
+            source = tuple(wrapped["source"])
+            survey = DeathSurvey.model_validate_json(raw)
+            person = event.key
+            known = person_state.get(person)
+            if known is not None and known["survey_id"] != survey.survey_id:
+                if known["status"] != "withdrawn":
+                    await send_dead_letter(
+                        DeadLetter(
+                            Reason.DUPLICATE_PERSON,
+                            f"person_ref already has survey {known['survey_id']!r}; "
+                            f"survey_id {survey.survey_id!r} is a second registration",
+                        ),
+                        raw,
+                        source,
+                        survey.survey_id.encode(),
+                    )
+                    continue
+                known = None  # the earlier survey was withdrawn: a new registration is allowed
+            if known is not None and survey.revision <= known["revision"]:
+                metrics.STALE_REVISIONS.inc()
+                continue
+            person_state[person] = {
+                "survey_id": survey.survey_id,
+                "revision": survey.revision,
+                "status": survey.status,
+            }
+            metrics.VALID.labels(label).inc()
+            await valid_topics[label].send(key=survey.survey_id.encode(), value=raw)
+
+
+@app.agent(valid_topics[topics.DEATH_SURVEYS.name])
 async def apply_surveys(stream: Any) -> None:
-    """Validate surveys, keep each survey's applied revision, emit signed bucket deltas."""
+    """Keep each survey's applied contribution; emit signed bucket deltas keyed by region."""
     async for events in stream.take_events(SURVEY_BATCH, within=BATCH_WITHIN_S):
         pending: dict[tuple[str, str], Counts] = {}
         for event in events:
-            metrics.RECORDS_CONSUMED.labels(topics.DEATH_SURVEYS.name).inc()
-            survey = parse(event.value, DeathSurvey)
-            if isinstance(survey, DeadLetter):
-                await send_dead_letter(event, survey)
-                continue
-            key = survey.survey_id.encode()
-            if event.key != key:
-                await send_dead_letter(
-                    event,
-                    DeadLetter(
-                        "contract_violation", "record key does not equal the payload's survey_id"
-                    ),
-                )
-                continue
-            metrics.VALID.labels(topics.DEATH_SURVEYS.name).inc()
+            survey = DeathSurvey.model_validate_json(event.value)
+            key = event.key
             previous = survey_state.get(key)
             if previous is not None and survey.revision <= previous["revision"]:
-                metrics.STALE_REVISIONS.inc()
-                continue
+                continue  # a redelivery after a restart: admission already counted it
             old = Contribution.from_dict(previous["c"]) if previous and previous["c"] else None
             new = survey_contribution(survey)
             survey_state[key] = {"revision": survey.revision, "c": new.as_dict() if new else None}
@@ -164,16 +249,11 @@ async def apply_surveys(stream: Any) -> None:
             )
 
 
-@app.agent(official_topic)
+@app.agent(valid_topics[topics.OFFICIAL_DEATHS.name])
 async def apply_official_deaths(stream: Any) -> None:
-    """Validate official monthly deaths and re-key them by region for the aggregation."""
+    """Re-key validated official monthly deaths by region for the aggregation."""
     async for event in stream.events():
-        metrics.RECORDS_CONSUMED.labels(topics.OFFICIAL_DEATHS.name).inc()
-        record = parse(event.value, OfficialDeaths)
-        if isinstance(record, DeadLetter):
-            await send_dead_letter(event, record)
-            continue
-        metrics.VALID.labels(topics.OFFICIAL_DEATHS.name).inc()
+        record = OfficialDeaths.model_validate_json(event.value)
         await region_topic.send(
             key=record.region_code.encode(),
             value=_delta_message(

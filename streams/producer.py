@@ -11,7 +11,7 @@ from kafka.errors import KafkaError
 
 from streams.kafka_admin import KafkaUnavailable, require_reachable, unreachable_message
 from streams.settings import Settings
-from streams.topics import DEATH_SURVEYS, OFFICIAL_DEATHS, TopicSpec
+from streams.topics import TopicSpec
 
 
 def make_producer(settings: Settings) -> KafkaProducer:
@@ -32,11 +32,7 @@ def make_producer(settings: Settings) -> KafkaProducer:
 
 def record_key(topic: TopicSpec, record: dict[str, Any]) -> bytes:
     """The catalogue's key for a contract record."""
-    if topic is DEATH_SURVEYS:
-        return str(record["survey_id"]).encode()
-    if topic is OFFICIAL_DEATHS:
-        return f"{record['region_code']}:{record['month']}".encode()
-    raise ValueError(f"no key rule for {topic.name}")
+    return topic.key_for(record)
 
 
 def send_records(

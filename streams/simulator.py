@@ -203,7 +203,7 @@ class SurveyFactory:
         region = self.rng.choices(
             list(regions()), [r.deaths_2024 * self.coverage[r.code] for r in regions().values()]
         )[0]
-        death = (now - self.registration_delay()).date()
+        death = (now.astimezone(UTC) - self.registration_delay()).date()
         return self.survey(region, death, now)
 
 

@@ -11,6 +11,11 @@ restores a table partition together with the source partition of the same number
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel
+
+from schemas.models import DeathSurvey, OfficialDeaths, Population, Target, UnitEvent
 
 DAY_MS = 24 * 3600 * 1000
 
@@ -24,6 +29,21 @@ class TopicSpec:
     retention_ms: int = -1  # -1: keep forever (compacted topics keep the latest per key)
     partitions: int | None = None  # None: the deployment's PALLIWATCH_PARTITIONS
     extra_config: dict[str, str] = field(default_factory=dict)
+    # Contract topics: the pydantic model of the value and the fields the key is made of.
+    model: type[BaseModel] | None = None
+    key_fields: tuple[str, ...] = ()
+
+    def key_for(self, value: BaseModel | dict[str, Any]) -> bytes:
+        """The record key the contract derives from a value (fields joined with ':')."""
+        if not self.key_fields:
+            raise ValueError(f"{self.name} has no key rule")
+        get = value.get if isinstance(value, dict) else lambda f: getattr(value, f)
+        return ":".join(str(get(f)) for f in self.key_fields).encode()
+
+    @property
+    def valid(self) -> TopicSpec:
+        """The topic that carries this contract topic's validated records."""
+        return VALID_TOPICS[self.name]
 
     def config(self) -> dict[str, str]:
         cfg = {
@@ -39,30 +59,40 @@ DEATH_SURVEYS = TopicSpec(
     key="survey_id",
     description="Death surveys from the registry, one key per survey; higher revision supersedes.",
     compacted=True,
+    model=DeathSurvey,
+    key_fields=("survey_id",),
 )
 UNIT_EVENTS = TopicSpec(
     "registry.unit-events.v1",
     key="unit_id",
     description="Care-unit upserts and closures (beds, staff, catchment, availability).",
     compacted=True,
+    model=UnitEvent,
+    key_fields=("unit_id",),
 )
 OFFICIAL_DEATHS = TopicSpec(
     "reference.official-deaths.v1",
     key="region_code:YYYY-MM",
     description="Official monthly deaths per region of residence; a later record replaces.",
     compacted=True,
+    model=OfficialDeaths,
+    key_fields=("region_code", "month"),
 )
 POPULATION = TopicSpec(
     "reference.population.v1",
     key="municipality_code:YYYY",
     description="Population per municipality and year.",
     compacted=True,
+    model=Population,
+    key_fields=("municipality_code", "year"),
 )
 TARGETS = TopicSpec(
     "reference.targets.v1",
     key="indicator_id:scope",
     description="Indicator target levels with valid_from and source.",
     compacted=True,
+    model=Target,
+    key_fields=("indicator_id", "scope"),
 )
 REGION_DELTAS = TopicSpec(
     "palliwatch.region-deltas.v1",
@@ -85,12 +115,43 @@ INDICATORS = TopicSpec(
     compacted=True,
 )
 
-CATALOGUE: tuple[TopicSpec, ...] = (
+CONTRACT_TOPICS: tuple[TopicSpec, ...] = (
     DEATH_SURVEYS,
     UNIT_EVENTS,
     OFFICIAL_DEATHS,
     POPULATION,
     TARGETS,
+)
+
+
+def _valid_twin(spec: TopicSpec) -> TopicSpec:
+    return TopicSpec(
+        f"{spec.name}.valid",
+        key=spec.key,
+        description=f"Validated records of {spec.name} (same key and value).",
+        compacted=True,
+        model=spec.model,
+        key_fields=spec.key_fields,
+    )
+
+
+VALID_TOPICS: dict[str, TopicSpec] = {t.name: _valid_twin(t) for t in CONTRACT_TOPICS}
+
+SURVEYS_BY_PERSON = TopicSpec(
+    "palliwatch.surveys-by-person.v1",
+    key="person_ref",
+    description=(
+        "Internal: screened surveys re-keyed by person_ref for the one-survey-per-person check, "
+        "with their source topic/partition/offset."
+    ),
+    compacted=False,
+    retention_ms=7 * DAY_MS,
+)
+
+CATALOGUE: tuple[TopicSpec, ...] = (
+    *CONTRACT_TOPICS,
+    *VALID_TOPICS.values(),
+    SURVEYS_BY_PERSON,
     REGION_DELTAS,
     DEAD_LETTER,
     INDICATORS,

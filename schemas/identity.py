@@ -1,0 +1,93 @@
+"""Detecting and redacting values shaped like Swedish personal identity numbers.
+
+A personnummer or samordningsnummer is 10 digits (YYMMDD-NNNC, separator ``-`` or ``+``) or
+12 digits (YYYYMMDD-NNNC, separator optional). It is *shaped like* one when its date part is a
+real date (coordination numbers add 60 to the day) and its last digit is the Luhn check digit of
+the 10-digit form. palliwatch never needs such a value: a record holding one is dead-lettered and
+the value is redacted before anything is written or logged.
+
+Redaction is deliberately broader than detection (any 10- or 12-digit run of that layout, check
+digit or not), so a near miss is not written out either.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from datetime import date
+
+_CANDIDATE = re.compile(r"(?<![0-9])(\d{2})?(\d{6})([-+]?)(\d{4})(?![0-9])")
+REDACTED = "[REDACTED]"
+
+
+def _real_date(century: str | None, yymmdd: str) -> bool:
+    yy, mm, dd = int(yymmdd[:2]), int(yymmdd[2:4]), int(yymmdd[4:6])
+    if dd > 60:  # samordningsnummer: day + 60
+        dd -= 60
+    centuries = [int(century)] if century is not None else [18, 19, 20]
+    for c in centuries:
+        try:
+            date(c * 100 + yy, mm, dd)
+            return True
+        except ValueError:
+            continue
+    return False
+
+
+def luhn_ok(ten_digits: str) -> bool:
+    total = 0
+    for i, ch in enumerate(ten_digits):
+        d = int(ch) * (2 if i % 2 == 0 else 1)
+        total += d - 9 if d > 9 else d
+    return total % 10 == 0
+
+
+def find_identity_numbers(text: str) -> list[str]:
+    """Every substring of ``text`` shaped like a personal identity number."""
+    found: list[str] = []
+    for m in _CANDIDATE.finditer(text):
+        century, yymmdd, sep, tail = m.groups()
+        if century is not None and sep == "+":
+            continue  # the + separator (age 100+) exists only in the 10-digit form
+        if _real_date(century, yymmdd) and luhn_ok(yymmdd + tail):
+            found.append(m.group(0))
+    return found
+
+
+def contains_identity_number(text: str) -> bool:
+    return bool(find_identity_numbers(text))
+
+
+def redact(text: str) -> str:
+    """``text`` with every identity-number-shaped run of digits replaced by [REDACTED]."""
+    return _CANDIDATE.sub(REDACTED, text)
+
+
+def walk_strings(value: object, path: str = "") -> Iterator[tuple[str, str]]:
+    """(field path, string) for every string anywhere in a decoded JSON value, keys included."""
+    if isinstance(value, str):
+        yield path or "value", value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            key_path = f"{path}.{k}" if path else str(k)
+            yield f"{key_path} (key)", str(k)
+            yield from walk_strings(v, key_path)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from walk_strings(v, f"{path}[{i}]")
+
+
+# person_ref is validated as a 64-character hex pseudonym; hex digests routinely contain digit
+# runs that pass the shape test by chance, and a pseudonym is by construction not a number.
+EXEMPT_FIELDS = frozenset({"person_ref"})
+
+
+def identity_number_fields(value: object) -> list[str]:
+    """Field paths whose string holds an identity-number-shaped value (names, never values)."""
+    hits = []
+    for path, text in walk_strings(value):
+        if path in EXEMPT_FIELDS and re.fullmatch(r"[0-9a-f]{64}", text):
+            continue
+        if contains_identity_number(text):
+            hits.append(path)
+    return hits
