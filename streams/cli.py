@@ -201,6 +201,43 @@ def cmd_worker(args: argparse.Namespace) -> None:
     worker.execute_from_commandline()
 
 
+# ---- dead letters -------------------------------------------------------------------------
+
+
+def cmd_dlq(args: argparse.Namespace) -> None:
+    from processors.validation import REASON_MEANINGS
+    from streams import dlq
+    from streams.kafka_admin import KafkaUnavailable
+
+    s = settings_mod.load()
+    try:
+        if args.action == "list":
+            summary = dlq.list_dead_letters(s, samples=args.samples)
+            print(f"{summary.total} dead letters in {s.topic(dlq.DEAD_LETTER)}")
+            for reason, count in summary.by_reason.most_common():
+                meaning = REASON_MEANINGS.get(reason, "")  # type: ignore[call-overload]
+                print(f"\n{reason}: {count}  ({meaning})")
+                for letter in summary.newest[reason]:
+                    print(
+                        f"  {letter['received_at'][:19]}  {letter['source_topic']}"
+                        f"[{letter['source_partition']}]@{letter['source_offset']}  "
+                        f"{letter['detail'][:160]}"
+                    )
+        else:
+            if not args.reason:
+                _fail("dlq replay needs --reason R (see `palliwatch dlq list`)")
+            result = dlq.replay(s, args.reason, dry_run=args.dry_run)
+            verb = "would replay" if args.dry_run else "replayed"
+            print(
+                f"{verb} {result.replayed} dead letters with reason {args.reason}; "
+                f"{result.skipped_not_replayable} not replayable (redacted or truncated)"
+            )
+    except KafkaUnavailable as e:
+        _fail(str(e), 1)
+    except ValueError as e:
+        _fail(str(e))
+
+
 # ---- indicators ----------------------------------------------------------------------------
 
 
@@ -353,6 +390,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("worker", help="run the Faust stream processor")
     sp.add_argument("--loglevel", default=os.environ.get("PALLIWATCH_LOGLEVEL", "info"))
     sp.set_defaults(func=cmd_worker)
+
+    sp = sub.add_parser("dlq", help="inspect or replay dead letters")
+    sp.add_argument("action", choices=("list", "replay"))
+    sp.add_argument("--reason", help="replay only dead letters with this reason")
+    sp.add_argument("--samples", type=int, default=3, help="newest samples per reason (list)")
+    sp.add_argument("--dry-run", action="store_true", help="count what replay would send")
+    sp.set_defaults(func=cmd_dlq)
 
     sp = sub.add_parser("indicators", help="print current indicators for the 21 regions")
     sp.set_defaults(func=cmd_indicators)
