@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 import orjson
 from pydantic import BaseModel, ValidationError
 
-from schemas.identity import REDACTED, identity_number_fields, redact
+from schemas.identity import identity_number_fields, redact
 from schemas.models import SUPPORTED_SCHEMA_MAJOR, DeathSurvey
 
 MAX_PAYLOAD_BYTES = 1024 * 1024
@@ -154,14 +154,14 @@ def parse(
     if not isinstance(data, dict):
         return DeadLetter(Reason.NOT_AN_OBJECT, f"value is a JSON {type(data).__name__}")
     version = data.get("schema_version")
-    if isinstance(version, int) and not isinstance(version, bool):
-        if version != SUPPORTED_SCHEMA_MAJOR:
-            return DeadLetter(
-                Reason.UNSUPPORTED_SCHEMA_VERSION,
-                f"schema_version {version} is not supported (this worker reads major version "
-                f"{SUPPORTED_SCHEMA_MAJOR}; newer minor shapes keep schema_version "
-                f"{SUPPORTED_SCHEMA_MAJOR} and add optional fields)",
-            )
+    is_int = isinstance(version, int) and not isinstance(version, bool)
+    if is_int and version != SUPPORTED_SCHEMA_MAJOR:
+        return DeadLetter(
+            Reason.UNSUPPORTED_SCHEMA_VERSION,
+            f"schema_version {version} is not supported (this worker reads major version "
+            f"{SUPPORTED_SCHEMA_MAJOR}; newer minor shapes keep schema_version "
+            f"{SUPPORTED_SCHEMA_MAJOR} and add optional fields)",
+        )
     try:
         record = model.model_validate_json(raw)
     except ValidationError as e:
