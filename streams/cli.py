@@ -201,6 +201,23 @@ def cmd_worker(args: argparse.Namespace) -> None:
     worker.execute_from_commandline()
 
 
+def cmd_schemas(args: argparse.Namespace) -> None:
+    from schemas.export import drifted, export
+
+    if args.action == "export":
+        written = export()
+        print("wrote: " + ", ".join(p.name for p in written) if written else "schemas up to date")
+    else:
+        stale = drifted()
+        if stale:
+            _fail(
+                f"JSON Schema files differ from the models: {', '.join(stale)}; run "
+                "`palliwatch schemas export`",
+                1,
+            )
+        print("JSON Schema files match the models")
+
+
 # ---- dead letters -------------------------------------------------------------------------
 
 
@@ -390,6 +407,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("worker", help="run the Faust stream processor")
     sp.add_argument("--loglevel", default=os.environ.get("PALLIWATCH_LOGLEVEL", "info"))
     sp.set_defaults(func=cmd_worker)
+
+    sp = sub.add_parser("schemas", help="export or check the JSON Schema files of the contracts")
+    sp.add_argument("action", choices=("export", "check"))
+    sp.set_defaults(func=cmd_schemas)
 
     sp = sub.add_parser("dlq", help="inspect or replay dead letters")
     sp.add_argument("action", choices=("list", "replay"))
