@@ -60,6 +60,10 @@ app = faust.App(
     web_in_thread=False,
     autodiscover=False,
     producer_acks=-1,
+    # Batch sends: every survey fans out to a forward topic and a changelog record; with
+    # Faust's default linger of 0 each record went out in its own request.
+    producer_linger=0.01,
+    producer_max_batch_size=512 * 1024,
 )
 
 

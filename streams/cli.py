@@ -322,6 +322,41 @@ def cmd_indicators(args: argparse.Namespace) -> None:
 # ---- demo ----------------------------------------------------------------------------------
 
 
+def _worker_metric(port: int, prefix: str) -> float:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
+            text = r.read().decode()
+    except OSError:
+        return 0.0
+    return sum(
+        float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix)
+    )
+
+
+def wait_for_worker(
+    s: settings_mod.Settings, sent: int, worker: subprocess.Popen[bytes], log_path: Any
+) -> None:
+    """Show the worker working through the backfill; return when every record is accounted for."""
+    from tqdm import tqdm
+
+    survey_topic = 'topic="registry.death-surveys.v1"'
+    with tqdm(total=sent, unit="record", desc="worker", mininterval=1.0) as bar:
+        done = 0.0
+        while done < sent:
+            if worker.poll() is not None:
+                _fail(f"the worker exited with {worker.returncode}; see {log_path}", 1)
+            done = (
+                _worker_metric(s.web_port, f"palliwatch_valid_total{{{survey_topic}}}")
+                + _worker_metric(s.web_port, "palliwatch_stale_revisions_total ")
+                + _worker_metric(s.web_port, "palliwatch_dead_letters_total{reason")
+            )
+            bar.update(max(0, int(done) - bar.n))
+            time.sleep(1)
+    time.sleep(3)  # the last aggregation batch
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
     """Services up, migrate, topics, worker, backfill, live stream, indicators until stopped."""
     from processors.db import migrate
@@ -344,10 +379,12 @@ def cmd_demo(args: argparse.Namespace) -> None:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    stop_at = None if not args.duration else time.monotonic() + args.duration
     try:
         print(f"[demo] backfilling {args.backfill} surveys over 12 months ...", flush=True)
-        run_backfill(args.backfill, 12, args.seed)
+        sent = run_backfill(args.backfill, 12, args.seed)
+        wait_for_worker(s, sent, worker, log_path)
+        # The bound covers the live phase, so a short run still shows live tables.
+        stop_at = None if not args.duration else time.monotonic() + args.duration
         print(
             f"[demo] live stream at {args.rate:g}/s; indicators every {args.every}s. Ctrl-C stops.",
             flush=True,
@@ -427,7 +464,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--duration",
         type=float,
         default=float(os.environ.get("DURATION") or 0),
-        help="stop after S seconds (default: run until Ctrl-C; env DURATION)",
+        help="stop S seconds into the live phase (default: until Ctrl-C; env DURATION)",
     )
     sp.add_argument("--backfill", type=int, default=60000)
     sp.add_argument("--rate", type=_parse_rate, default=50.0)
