@@ -9,15 +9,6 @@ import psycopg
 
 from processors.core import PERIOD_ROLLING_12M
 
-SKELETON_INDICATORS = (
-    "registry_coverage",
-    "spec_need",
-    "spec_received",
-    "spec_unmet",
-    "spec_unmet_share",
-    "home_death_share",
-)
-
 # Per region, the rolling window ending with the latest month that has official deaths: later
 # windows lack their denominator and would overstate coverage.
 CURRENT_REGION_VALUES = """

@@ -86,29 +86,22 @@ by_person_topic = _topic(topics.SURVEYS_BY_PERSON)
 region_topic = _topic(topics.REGION_DELTAS)
 dead_letter_topic = _topic(topics.DEAD_LETTER)
 
-survey_state = app.Table(
-    "survey-state",
-    default=None,
-    # bytes keys use the raw codec: the changelog key is the source topic's key, byte for byte,
-    # so the producer's partitioner puts it in the partition its source records live in.
-    key_type=bytes,
-    partitions=settings.partitions,
-    use_partitioner=True,
-)
-person_state = app.Table(
-    "person-state",
-    default=None,
-    key_type=bytes,
-    partitions=settings.partitions,
-    use_partitioner=True,
-)
-region_months = app.Table(
-    "region-months",
-    default=None,
-    key_type=bytes,
-    partitions=settings.partitions,
-    use_partitioner=True,
-)
+
+def _table(name: str) -> Any:
+    return app.Table(
+        name,
+        default=None,
+        # bytes keys use the raw codec: the changelog key is the source topic's key, byte for
+        # byte, so the producer's partitioner puts it in the partition its source records are in.
+        key_type=bytes,
+        partitions=settings.partitions,
+        use_partitioner=True,
+    )
+
+
+survey_state = _table("survey-state")  # survey_id -> applied revision and contribution
+person_state = _table("person-state")  # person_ref -> the person's survey, revision, status
+region_months = _table("region-months")  # region_code -> month -> counters, official deaths
 
 
 async def send_dead_letter(

@@ -16,34 +16,19 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
+from typing import Any, get_args
 
 from processors.core import add_months, month_first_day, month_last_day
 from schemas.codes import municipalities_by_region, regions
+from schemas.enums import DiagnosisGroup, PlaceOfDeath
 
 REGISTRATION_WINDOW_DAYS = 183
 CORRECTION_SHARE = 0.03
 WITHDRAWAL_SHARE = 0.005
 
-PLACES = (
-    "own_home",
-    "nursing_home",
-    "short_term_care",
-    "hospital",
-    "specialised_palliative_inpatient",
-    "other",
-)
+PLACES: tuple[str, ...] = get_args(PlaceOfDeath)
 PLACE_WEIGHTS = (0.19, 0.38, 0.05, 0.31, 0.05, 0.02)
-DIAGNOSES = (
-    "cancer",
-    "heart_failure",
-    "copd",
-    "dementia",
-    "stroke",
-    "als_neuro",
-    "kidney_failure",
-    "other",
-)
+DIAGNOSES: tuple[str, ...] = get_args(DiagnosisGroup)
 DIAGNOSIS_WEIGHTS = (0.34, 0.14, 0.07, 0.16, 0.08, 0.02, 0.03, 0.16)
 # Care setting during the last week, conditioned on place of death.
 SETTING_BY_PLACE: dict[str, tuple[tuple[str, ...], tuple[float, ...]]] = {
