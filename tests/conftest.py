@@ -58,7 +58,12 @@ class Isolated:
 
 
 @pytest.fixture
-def isolated(local_stack: Settings) -> Iterator[Isolated]:
+def isolated(local_stack: Settings, request: pytest.FixtureRequest) -> Iterator[Isolated]:
+    """Own topics, app id and database. ``@pytest.mark.partitions(n)`` sets the partition count:
+    tests whose expectations depend on the order of records with *different* keys use 1, since
+    Kafka orders records only within a partition."""
+    marker = request.node.get_closest_marker("partitions")
+    partitions = int(marker.args[0]) if marker else local_stack.partitions
     tag = uuid.uuid4().hex[:10]
     db_name = f"palliwatch_test_{tag}"
     admin_url = local_stack.database_url
@@ -71,6 +76,7 @@ def isolated(local_stack: Settings) -> Iterator[Isolated]:
         app_id=f"palliwatch-test-{tag}",
         topic_namespace=f"test-{tag}",
         web_port=_free_port(),
+        partitions=partitions,
     )
     env = {
         **os.environ,
@@ -79,6 +85,7 @@ def isolated(local_stack: Settings) -> Iterator[Isolated]:
         "PALLIWATCH_APP_ID": s.app_id,
         "PALLIWATCH_TOPIC_NAMESPACE": s.topic_namespace,
         "PALLIWATCH_WEB_PORT": str(s.web_port),
+        "PALLIWATCH_PARTITIONS": str(s.partitions),
         "PALLIWATCH_STATE_DIR": str(local_stack.state_dir / "tests" / tag),
     }
     migrate(s)
