@@ -8,6 +8,7 @@ what the batch oracle and the streaming worker both call.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
 from datetime import date
@@ -151,6 +152,20 @@ class MonthTotals:
     official_deaths: int | None = None
 
 
+Z_95 = 1.959963984540054
+
+
+def wilson_interval(successes: float, n: float, z: float = Z_95) -> tuple[float, float] | None:
+    """Wilson score interval of a binomial proportion; None where it does not apply."""
+    if n <= 0 or successes < 0 or successes > n:
+        return None
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
 @dataclass(frozen=True)
 class IndicatorValue:
     indicator_id: str
@@ -164,6 +179,8 @@ class IndicatorValue:
     denominator: float | None
     n: int | None
     suppressed: bool
+    ci_low: float | None = None
+    ci_high: float | None = None
 
 
 def _proportion(
@@ -177,6 +194,7 @@ def _proportion(
 ) -> IndicatorValue:
     suppressed = force_suppress or n < MIN_CELL_N
     value = None if suppressed or denominator == 0 else numerator / denominator
+    interval = None if suppressed else wilson_interval(numerator, denominator)
     return IndicatorValue(
         ind,
         scope[0],
@@ -189,6 +207,8 @@ def _proportion(
         denominator=None if suppressed else denominator,
         n=None if suppressed else n,
         suppressed=suppressed,
+        ci_low=None if interval is None else interval[0],
+        ci_high=None if interval is None else interval[1],
     )
 
 

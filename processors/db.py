@@ -85,7 +85,37 @@ def migrate(settings: Settings, directory: Path = MIGRATIONS_DIR) -> list[str]:
                     (path.name[:4], path.name, digest),
                 )
                 applied_now.append(path.name)
+        seed_reference_data(conn)
     return applied_now
+
+
+def seed_reference_data(conn: psycopg.Connection) -> None:
+    """Regions and municipalities from the code list (idempotent upserts)."""
+    from schemas.codes import municipalities, regions
+
+    exists = conn.execute("SELECT to_regclass('regions') IS NOT NULL").fetchone()
+    if not exists or not exists[0]:
+        return
+    with conn.transaction(), conn.cursor() as cur:
+        cur.executemany(
+            """INSERT INTO regions (region_code, name, population_2024, deaths_2024, seat,
+                   seat_lat, seat_lon) VALUES (%s, %s, %s, %s, %s, %s, %s)
+               ON CONFLICT (region_code) DO UPDATE SET name = EXCLUDED.name,
+                   population_2024 = EXCLUDED.population_2024,
+                   deaths_2024 = EXCLUDED.deaths_2024, seat = EXCLUDED.seat,
+                   seat_lat = EXCLUDED.seat_lat, seat_lon = EXCLUDED.seat_lon""",
+            [
+                (r.code, r.name, r.population_2024, r.deaths_2024, r.seat, r.seat_lat, r.seat_lon)
+                for r in regions().values()
+            ],
+        )
+        cur.executemany(
+            """INSERT INTO municipalities (municipality_code, name, region_code)
+               VALUES (%s, %s, %s)
+               ON CONFLICT (municipality_code) DO UPDATE SET name = EXCLUDED.name,
+                   region_code = EXCLUDED.region_code""",
+            [(m.code, m.name, m.region_code) for m in municipalities().values()],
+        )
 
 
 def pending_migrations(settings: Settings, directory: Path = MIGRATIONS_DIR) -> list[str]:

@@ -18,6 +18,15 @@ STALE_REVISIONS = Counter(
 INDICATOR_ROWS = Counter(
     "palliwatch_indicator_rows_written_total", "Indicator rows upserted into the database"
 )
+ROWS_WRITTEN = Counter(
+    "palliwatch_rows_written_total", "Rows merged into the database, per table", ["table"]
+)
+SINK_STALLED = Gauge(
+    "palliwatch_sink_stalled", "1 while the sink is retrying a batch the database refused"
+)
+SINK_LAST_SUCCESS = Gauge(
+    "palliwatch_sink_last_success_timestamp_seconds", "When the sink last committed a batch"
+)
 SINK_SECONDS = Histogram(
     "palliwatch_sink_batch_seconds",
     "Time to make one batch of indicator rows durable",

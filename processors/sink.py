@@ -1,97 +1,150 @@
-"""The database sink: batched, idempotent upserts of indicator values.
+"""The database sink: batched, idempotent upserts.
 
-Each row is keyed by (indicator, scope, breakdown, period type, period end); writing the same
-row twice leaves the table as writing it once, so replays and retries never double count.
-A batch is one transaction. On a database outage the sink retries with capped backoff and does
-not return until the rows are durable, so the calling agent does not move past records whose
-effects are not yet written.
+A batch is COPYed into a per-connection staging table and merged with one
+``INSERT ... SELECT ... ON CONFLICT DO UPDATE``: COPY is the fastest way into PostgreSQL, and the
+upsert keyed by the table's natural key makes replays and retries leave the table as one write
+would. A batch is one transaction. On a database outage the sink retries with capped backoff and
+does not return until the rows are durable, so the calling agent does not move past records
+whose effects are not yet written (and Faust does not commit their offsets).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
 
 import psycopg
 
+from processors import metrics
 from processors.core import IndicatorValue
 from processors.db import redact_url
 
 log = logging.getLogger(__name__)
 
-UPSERT_INDICATORS = """
-INSERT INTO indicator_values (indicator_id, scope_type, scope_code, breakdown, period_type,
-    period_start, period_end, value, numerator, denominator, n, suppressed, computed_at)
-VALUES (%s, %s, %s, 'all', %s, %s, %s, %s, %s, %s, %s, %s, now())
-ON CONFLICT (indicator_id, scope_type, scope_code, breakdown, period_type, period_end)
-DO UPDATE SET period_start = EXCLUDED.period_start, value = EXCLUDED.value,
-    numerator = EXCLUDED.numerator, denominator = EXCLUDED.denominator, n = EXCLUDED.n,
-    suppressed = EXCLUDED.suppressed, computed_at = EXCLUDED.computed_at
-"""
 
-UPSERT_OFFICIAL = """
-INSERT INTO official_deaths (region_code, month, deaths, source, published_at)
-VALUES (%s, %s, %s, %s, %s)
-ON CONFLICT (region_code, month) DO UPDATE SET deaths = EXCLUDED.deaths,
-    source = EXCLUDED.source, published_at = EXCLUDED.published_at
-"""
+@dataclass(frozen=True)
+class UpsertSpec:
+    """How to merge rows into one table."""
+
+    table: str
+    columns: tuple[str, ...]
+    key: tuple[str, ...]
+    # Only replace an existing row when this holds (e.g. a newer revision); None: always.
+    replace_when: str | None = None
+    # Append-only tables: keep the existing row.
+    do_nothing: bool = False
+
+    def merge_sql(self, staging: str) -> str:
+        cols = ", ".join(self.columns)
+        keys = ", ".join(self.key)
+        if self.do_nothing:
+            action = "DO NOTHING"
+        else:
+            updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in self.columns if c not in self.key)
+            where = f" WHERE {self.replace_when}" if self.replace_when else ""
+            action = f"DO UPDATE SET {updates}{where}"
+        return (
+            f"INSERT INTO {self.table} ({cols}) SELECT {cols} FROM {staging} "
+            f"ON CONFLICT ({keys}) {action}"
+        )
+
+
+INDICATORS = UpsertSpec(
+    "indicator_values",
+    (
+        "indicator_id", "scope_type", "scope_code", "breakdown", "period_type", "period_start",
+        "period_end", "value", "numerator", "denominator", "n", "suppressed", "ci_low",
+        "ci_high", "computed_at",
+    ),
+    key=("indicator_id", "scope_type", "scope_code", "breakdown", "period_type", "period_end"),
+)  # fmt: skip
+OFFICIAL_DEATHS = UpsertSpec(
+    "official_deaths",
+    ("region_code", "month", "deaths", "source", "published_at"),
+    key=("region_code", "month"),
+)
+
+
+def dedupe_last(spec: UpsertSpec, rows: Iterable[Sequence[object]]) -> list[Sequence[object]]:
+    """One row per key, the last one winning (ON CONFLICT cannot touch a row twice)."""
+    idx = [spec.columns.index(k) for k in spec.key]
+    out: dict[tuple[object, ...], Sequence[object]] = {}
+    for row in rows:
+        out[tuple(row[i] for i in idx)] = row
+    # Sorted keys give every writer the same lock order: two workers cannot deadlock.
+    return [out[k] for k in sorted(out, key=lambda k: tuple(str(x) for x in k))]
+
+
+async def copy_upsert(
+    conn: psycopg.AsyncConnection, spec: UpsertSpec, rows: Sequence[Sequence[object]]
+) -> int:
+    """Merge ``rows`` into ``spec.table`` inside the caller's transaction; return rows merged."""
+    if not rows:
+        return 0
+    staging = f"pw_stage_{spec.table}"
+    cols = ", ".join(spec.columns)
+    async with conn.cursor() as cur:
+        await cur.execute(
+            f"CREATE TEMP TABLE IF NOT EXISTS {staging} "
+            f"(LIKE {spec.table} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+        )
+        async with cur.copy(f"COPY {staging} ({cols}) FROM STDIN") as copy:
+            for row in rows:
+                await copy.write_row(row)
+        await cur.execute(spec.merge_sql(staging))
+    return len(rows)
+
+
+def indicator_row(v: IndicatorValue, computed_at: datetime) -> tuple[object, ...]:
+    return (
+        v.indicator_id, v.scope_type, v.scope_code, "all", v.period_type, v.period_start,
+        v.period_end, v.value, v.numerator, v.denominator, v.n, v.suppressed, v.ci_low,
+        v.ci_high, computed_at,
+    )  # fmt: skip
+
 
 OfficialRow = tuple[str, date, int, str, datetime]
 
 
-def indicator_params(v: IndicatorValue) -> tuple[object, ...]:
-    return (
-        v.indicator_id,
-        v.scope_type,
-        v.scope_code,
-        v.period_type,
-        v.period_start,
-        v.period_end,
-        v.value,
-        v.numerator,
-        v.denominator,
-        v.n,
-        v.suppressed,
-    )
+class Sink:
+    """One connection, retried until the batch is durable."""
 
-
-class IndicatorSink:
     def __init__(self, database_url: str, max_backoff_s: float = 10.0) -> None:
         self._url = database_url
         self._conn: psycopg.AsyncConnection | None = None
         self._max_backoff_s = max_backoff_s
-        self.rows_written = 0
-        self.retries = 0
 
     async def _connection(self) -> psycopg.AsyncConnection:
         if self._conn is None or self._conn.closed:
             self._conn = await psycopg.AsyncConnection.connect(self._url, connect_timeout=5)
         return self._conn
 
-    async def write(
-        self, values: Sequence[IndicatorValue], official: Sequence[OfficialRow] = ()
-    ) -> None:
-        if not values and not official:
+    async def write(self, batches: Sequence[tuple[UpsertSpec, Sequence[Sequence[object]]]]) -> None:
+        """Merge every (spec, rows) pair in one transaction; retry until it commits."""
+        work = [(spec, dedupe_last(spec, rows)) for spec, rows in batches if rows]
+        if not work:
             return
-        # Deterministic order keeps two workers' concurrent upserts from deadlocking.
-        rows = sorted(
-            (indicator_params(v) for v in values), key=lambda p: (p[0], p[1], p[2], p[3], p[5])
-        )
         backoff = 0.5
+        started = time.perf_counter()
         while True:
             try:
                 conn = await self._connection()
-                async with conn.transaction(), conn.cursor() as cur:
-                    if official:
-                        await cur.executemany(UPSERT_OFFICIAL, sorted(official))
-                    if rows:
-                        await cur.executemany(UPSERT_INDICATORS, rows)
-                self.rows_written += len(rows)
+                async with conn.transaction():
+                    for spec, rows in work:
+                        await copy_upsert(conn, spec, rows)
+                metrics.SINK_STALLED.set(0)
+                metrics.SINK_LAST_SUCCESS.set_to_current_time()
+                metrics.SINK_SECONDS.observe(time.perf_counter() - started)
+                for spec, rows in work:
+                    metrics.ROWS_WRITTEN.labels(spec.table).inc(len(rows))
                 return
             except psycopg.OperationalError as e:
-                self.retries += 1
+                metrics.SINK_RETRIES.inc()
+                metrics.SINK_STALLED.set(1)
                 log.error(
                     "database write failed at %s (%s); retrying in %.1fs - check that "
                     "PostgreSQL is up (`palliwatch services status`)",
@@ -109,3 +162,88 @@ class IndicatorSink:
         if self._conn is not None:
             await self._conn.close()
             self._conn = None
+
+
+# ---- validated records as facts --------------------------------------------------------------
+
+SURVEYS = UpsertSpec(
+    "surveys",
+    (
+        "survey_id", "revision", "status", "submitted_at", "unit_id", "region_code",
+        "municipality_code", "person_ref", "date_of_death", "sex", "age_years", "ses_quintile",
+        "diagnosis_group", "expected_death", "place_of_death", "care_setting",
+        "palliative_consult", "measures",
+    ),
+    key=("survey_id",),
+    replace_when="surveys.revision < EXCLUDED.revision",
+)  # fmt: skip
+SURVEY_ARRIVALS = UpsertSpec(
+    "survey_arrivals",
+    ("submitted_at", "region_code", "survey_id", "revision"),
+    key=("survey_id", "revision", "submitted_at"),
+    do_nothing=True,
+)
+UNIT_EVENTS = UpsertSpec(
+    "unit_events",
+    (
+        "unit_id", "effective_date", "event", "region_code", "municipality_code", "name", "kind",
+        "catchment_municipalities", "beds", "hours", "accepts_all_diagnoses", "accepts_children",
+        "max_prognosis_months", "written_mandate", "staff_fte",
+    ),
+    key=("unit_id", "effective_date"),
+)  # fmt: skip
+POPULATION = UpsertSpec(
+    "population", ("municipality_code", "year", "population"), key=("municipality_code", "year")
+)
+TARGETS = UpsertSpec(
+    "targets",
+    ("indicator_id", "scope", "comparator", "value", "warn_value", "valid_from", "source"),
+    key=("indicator_id", "scope", "valid_from"),
+)
+
+
+def fact_rows(model: object) -> list[tuple[UpsertSpec, tuple[object, ...]]]:
+    """The rows a validated contract record becomes (pure; no database)."""
+    from psycopg.types.json import Jsonb
+
+    from schemas.models import DeathSurvey, Population, Target, UnitEvent
+
+    if isinstance(model, DeathSurvey):
+        s = model
+        return [
+            (
+                SURVEYS,
+                (
+                    s.survey_id, s.revision, s.status, s.submitted_at, s.unit_id, s.region_code,
+                    s.municipality_code, s.person_ref, s.date_of_death, s.sex, s.age_years,
+                    s.ses_quintile, s.diagnosis_group, s.expected_death, s.place_of_death,
+                    s.care_setting, s.palliative_consult, Jsonb(s.measures.model_dump()),
+                ),
+            ),
+            (SURVEY_ARRIVALS, (s.submitted_at, s.region_code, s.survey_id, s.revision)),
+        ]  # fmt: skip
+    if isinstance(model, UnitEvent):
+        u = model
+        return [
+            (
+                UNIT_EVENTS,
+                (
+                    u.unit_id, u.effective_date, u.event, u.region_code, u.municipality_code,
+                    u.name, u.kind, list(u.catchment_municipalities), u.beds, u.hours,
+                    u.accepts_all_diagnoses, u.accepts_children, u.max_prognosis_months,
+                    u.written_mandate, Jsonb(u.staff_fte.model_dump()),
+                ),
+            )
+        ]  # fmt: skip
+    if isinstance(model, Population):
+        return [(POPULATION, (model.municipality_code, model.year, model.population))]
+    if isinstance(model, Target):
+        t = model
+        return [
+            (
+                TARGETS,
+                (t.indicator_id, t.scope, t.comparator, t.value, t.warn_value, t.valid_from,
+                 t.source),
+            )
+        ]  # fmt: skip
+    return []

@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 import orjson
 from pydantic import BaseModel, ValidationError
 
+from schemas.identity import REDACTED as REDACTED  # re-exported for callers of parse()
 from schemas.identity import identity_number_fields, redact
 from schemas.models import SUPPORTED_SCHEMA_MAJOR, DeathSurvey
 

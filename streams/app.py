@@ -11,7 +11,6 @@ the partitions it is assigned. That is what lets the agents batch with ``take_ev
 from __future__ import annotations
 
 import logging
-import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,7 +31,9 @@ from processors.core import (
     survey_contribution,
     window_months,
 )
-from processors.sink import IndicatorSink, OfficialRow
+from processors.sink import INDICATORS as INDICATORS_SPEC
+from processors.sink import OFFICIAL_DEATHS as OFFICIAL_DEATHS_SPEC
+from processors.sink import OfficialRow, Sink, fact_rows, indicator_row
 from processors.validation import DeadLetter, Reason, parse
 from schemas.models import DeathSurvey, OfficialDeaths
 from streams import topics
@@ -273,14 +274,14 @@ def current_month() -> str:
     return datetime.now(UTC).strftime("%Y-%m")
 
 
-_sink: IndicatorSink | None = None
+_sinks: dict[str, Sink] = {}
 
 
-def sink() -> IndicatorSink:
-    global _sink
-    if _sink is None:
-        _sink = IndicatorSink(settings.database_url)
-    return _sink
+def sink(name: str) -> Sink:
+    """One database connection per agent: agents write concurrently."""
+    if name not in _sinks:
+        _sinks[name] = Sink(settings.database_url)
+    return _sinks[name]
 
 
 @app.agent(region_topic)
@@ -325,10 +326,36 @@ async def aggregate_regions(stream: Any) -> None:
             ends = {e for m in changed for e in affected_window_ends(m, last)}
             for end in sorted(ends):
                 values.extend(rolling_region_indicators(region, end, totals))
-        started = time.perf_counter()
-        await sink().write(values, official_rows)
-        metrics.SINK_SECONDS.observe(time.perf_counter() - started)
+        computed_at = datetime.now(UTC)
+        await sink("indicators").write(
+            [
+                (OFFICIAL_DEATHS_SPEC, official_rows),
+                (INDICATORS_SPEC, [indicator_row(v, computed_at) for v in values]),
+            ]
+        )
         metrics.INDICATOR_ROWS.inc(len(values))
+
+
+def _make_fact_store(spec: topics.TopicSpec) -> Any:
+    """Validated records of one contract topic into their fact/reference tables."""
+    model = spec.model
+    assert model is not None
+
+    async def store(stream: Any) -> None:
+        async for events in stream.take_events(SURVEY_BATCH, within=BATCH_WITHIN_S):
+            rows: dict[str, tuple[Any, list[tuple[object, ...]]]] = {}
+            for event in events:
+                for upsert, row in fact_rows(model.model_validate_json(event.value)):
+                    rows.setdefault(upsert.table, (upsert, []))[1].append(row)
+            await sink(f"facts-{spec.name}").write(list(rows.values()))
+
+    return store
+
+
+# Official deaths are stored by the aggregation, together with the indicators they feed.
+for _spec in topics.CONTRACT_TOPICS:
+    if _spec is not topics.OFFICIAL_DEATHS:
+        app.agent(valid_topics[_spec.name], name=f"store-{_spec.name}")(_make_fact_store(_spec))
 
 
 @app.page("/metrics")

@@ -420,10 +420,12 @@ def _pg_bootstrap(bindir: Path, sock: Path) -> None:
     if not _psql(bindir, sock, f"SELECT 1 FROM pg_database WHERE datname = '{cfg.LOCAL_DB_NAME}'"):
         _psql(bindir, sock, f"CREATE DATABASE {cfg.LOCAL_DB_NAME} OWNER {w}")
     _psql(bindir, sock, f"GRANT CONNECT ON DATABASE {cfg.LOCAL_DB_NAME} TO {r}")
+    # The reader's SELECT grants (on the published schema only) come with the migrations;
+    # clusters set up by earlier versions granted it public tables by default: take that back.
     _psql(
         bindir,
         sock,
-        f"ALTER DEFAULT PRIVILEGES FOR ROLE {w} IN SCHEMA public GRANT SELECT ON TABLES TO {r}",
+        f"ALTER DEFAULT PRIVILEGES FOR ROLE {w} IN SCHEMA public REVOKE SELECT ON TABLES FROM {r}",
         db=cfg.LOCAL_DB_NAME,
     )
 
