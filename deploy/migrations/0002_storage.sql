@@ -245,10 +245,10 @@ WHERE event = 'upsert';
 -- of specialised palliative service available (a unit whose catchment covers them).
 CREATE OR REPLACE VIEW published.white_spots AS
 SELECT m.municipality_code, m.name AS municipality_name, m.region_code,
-       bool_or(u.kind = 'on_call_line' AND u.hours = '24_7') AS on_call_24_7,
-       bool_or(u.kind = 'consult_team') AS consult_team,
-       bool_or(u.kind = 'outpatient_clinic') AS outpatient_clinic,
-       bool_or(u.kind = 'specialised_home_care') AS specialised_home_care
+       coalesce(bool_or(u.kind = 'on_call_line' AND u.hours = '24_7'), false) AS on_call_24_7,
+       coalesce(bool_or(u.kind = 'consult_team'), false) AS consult_team,
+       coalesce(bool_or(u.kind = 'outpatient_clinic'), false) AS outpatient_clinic,
+       coalesce(bool_or(u.kind = 'specialised_home_care'), false) AS specialised_home_care
 FROM municipalities m
 LEFT JOIN published.unit_state u
     ON m.municipality_code = ANY (u.catchment_municipalities)

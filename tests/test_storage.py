@@ -1,0 +1,284 @@
+"""Storage on the real local PostgreSQL: schema, roles, published views, idempotent sink,
+and a database outage in the middle of a stream."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+from datetime import UTC, date, datetime
+
+import orjson
+import psycopg
+import pytest
+
+from processors.core import IndicatorValue, batch_recompute
+from processors.sink import INDICATORS, SURVEYS, Sink, fact_rows, indicator_row
+from schemas.models import DeathSurvey
+from streams import services
+from streams import settings as cfg
+from streams.producer import make_producer, send_records
+from streams.settings import Settings
+from streams.topics import DEATH_SURVEYS, OFFICIAL_DEATHS
+from tests.conftest import Isolated, WorkerProcess, wait_for
+from tests.pipeline_helpers import metric, person, survey
+
+pytestmark = pytest.mark.integration
+
+
+def reader_url(s: Settings) -> str:
+    base = s.database_url.split("@", 1)[1]
+    return f"postgresql://{cfg.LOCAL_DB_READER}:{cfg.LOCAL_DB_READER_PASSWORD}@{base}"
+
+
+def value(ind: str, region: str, end: date, v: float | None, n: int | None, supp: bool = False):
+    return IndicatorValue(
+        ind, "region", region, "rolling_12m", date(end.year - 1, end.month, 1), end,
+        value=v, numerator=None if supp else (v or 0) * (n or 0), denominator=None if supp else n,
+        n=n, suppressed=supp,
+    )  # fmt: skip
+
+
+def write(s: Settings, batches) -> None:  # type: ignore[no-untyped-def]
+    sink = Sink(s.database_url)
+
+    async def go() -> None:
+        await sink.write(batches)
+        await sink.close()
+
+    asyncio.run(go())
+
+
+def test_schema_has_every_table_and_the_reader_sees_only_published_views(
+    isolated: Isolated,
+) -> None:
+    s = isolated.settings
+    with psycopg.connect(s.database_url) as conn:
+        tables = {
+            r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname='public'")
+        }
+        assert {
+            "indicator_values", "surveys", "survey_arrivals", "unit_events", "regions",
+            "municipalities", "population", "official_deaths", "targets", "alert_state",
+            "schema_migrations",
+        } <= tables  # fmt: skip
+        assert conn.execute("SELECT count(*) FROM regions").fetchone() == (21,)
+        assert conn.execute("SELECT count(*) FROM municipalities").fetchone() == (290,)
+        published_cols = {
+            r[0]
+            for r in conn.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_schema='published'"
+            )
+        }
+        assert "person_ref" not in published_cols
+    with psycopg.connect(reader_url(s)) as conn:
+        assert conn.execute("SELECT count(*) FROM published.white_spots").fetchone() == (290,)
+        for table in ("surveys", "indicator_values", "survey_arrivals"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(f"SELECT 1 FROM public.{table} LIMIT 1")
+            conn.rollback()
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute(
+                "INSERT INTO public.targets VALUES ('x','national','>=',1,null,'2020-01-01','t')"
+            )
+
+
+def test_sink_is_idempotent_and_published_status_follows_targets(isolated: Isolated) -> None:
+    s = isolated.settings
+    now = datetime.now(UTC)
+    end = date(2025, 6, 30)
+    rows = [
+        indicator_row(value("registry_coverage", "01", end, 0.9, 1000), now),
+        indicator_row(value("registry_coverage", "03", end, 0.6, 800), now),
+        indicator_row(value("registry_coverage", "04", end, 0.75, 700), now),
+        indicator_row(value("home_death_share", "09", end, None, None, supp=True), now),
+    ]
+    targets = [
+        ("registry_coverage", "national", ">=", 0.8, 0.7, date(2020, 1, 1), "operator"),
+        ("registry_coverage", "national", ">=", 0.95, 0.7, date(2026, 1, 1), "operator, raised"),
+    ]
+    from processors.sink import TARGETS
+
+    for _ in range(2):  # twice: a replay leaves the tables as one write did
+        write(s, [(INDICATORS, rows), (TARGETS, targets)])
+    with psycopg.connect(s.database_url) as conn:
+        assert conn.execute("SELECT count(*) FROM indicator_values").fetchone() == (4,)
+    with psycopg.connect(reader_url(s)) as conn:
+        status = dict(
+            conn.execute(
+                "SELECT scope_code, status FROM published.indicator_latest "
+                "WHERE indicator_id IN ('registry_coverage', 'home_death_share')"
+            ).fetchall()
+        )
+        # 2025-06 uses the target valid then (0.8, warn 0.7), not the 2026 one.
+        assert status == {"01": "meets", "03": "below", "04": "warn", "09": "suppressed"}
+        supp = conn.execute(
+            "SELECT value, numerator, n FROM published.indicator_series WHERE scope_code = '09'"
+        ).fetchone()
+        assert supp == (None, None, None)
+        history = conn.execute(
+            "SELECT valid_from, valid_to FROM published.targets_history ORDER BY valid_from"
+        ).fetchall()
+        assert history == [(date(2020, 1, 1), date(2026, 1, 1)), (date(2026, 1, 1), None)]
+
+
+def test_an_older_revision_never_replaces_a_newer_fact(isolated: Isolated) -> None:
+    s = isolated.settings
+    newer = DeathSurvey.model_validate(
+        survey("F1", person("F1"), revision=3, place_of_death="own_home")
+    )
+    older = DeathSurvey.model_validate(survey("F1", person("F1"), revision=2))
+    for model in (newer, older):
+        write(s, [(spec, [row]) for spec, row in fact_rows(model)])
+    with psycopg.connect(s.database_url) as conn:
+        assert conn.execute("SELECT revision, place_of_death FROM surveys").fetchall() == [
+            (3, "own_home")
+        ]
+        assert conn.execute("SELECT count(*) FROM survey_arrivals").fetchone() == (2,)
+
+
+def test_unit_events_feed_white_spots(isolated: Isolated, worker: WorkerProcess) -> None:
+    s = isolated.settings
+    unit = {
+        "schema_version": 1, "unit_id": "U-1", "event": "upsert", "effective_date": "2024-01-01",
+        "region_code": "09", "municipality_code": "0980", "name": "Jour Gotland",
+        "kind": "on_call_line", "catchment_municipalities": ["0980"], "beds": 0, "hours": "24_7",
+        "accepts_all_diagnoses": True, "accepts_children": True, "max_prognosis_months": None,
+        "written_mandate": True, "staff_fte": {"nurses": 2.0},
+    }  # fmt: skip
+    from streams.topics import UNIT_EVENTS
+
+    producer = make_producer(s)
+    send_records(producer, s, UNIT_EVENTS, [unit])
+    producer.close()
+
+    def gotland() -> tuple[object, ...] | None:
+        with psycopg.connect(reader_url(s)) as conn:
+            return conn.execute(
+                "SELECT on_call_24_7, consult_team FROM published.white_spots "
+                "WHERE municipality_code = '0980'"
+            ).fetchone()
+
+    assert wait_for(lambda: gotland() == (True, False), 60, "the unit in white_spots", worker)
+    with psycopg.connect(reader_url(s)) as conn:
+        visby_neighbours = conn.execute(
+            "SELECT count(*) FROM published.white_spots WHERE on_call_24_7"
+        ).fetchone()
+    assert visby_neighbours == (1,)  # only the catchment municipality is covered
+
+
+@pytest.mark.skipif(
+    bool(os.environ.get("PALLIWATCH_DATABASE_URL")),
+    reason="stops and restarts PostgreSQL: only done to the local server palliwatch started",
+)
+def test_database_outage_mid_stream_loses_nothing(
+    isolated: Isolated, worker: WorkerProcess, local_stack: Settings
+) -> None:
+    s = isolated.settings
+    months = ["2025-01", "2025-02", "2025-03"]
+    official = [
+        {"schema_version": 1, "region_code": "12", "month": m, "deaths": 1000,
+         "source": "test", "published_at": "2025-04-05T08:00:00Z"}
+        for m in months
+    ]  # fmt: skip
+    first = [survey(f"O{i}", person(f"O{i}"), month=months[i % 3], region_code="12",
+                    municipality_code="1280") for i in range(40)]  # fmt: skip
+    second = [survey(f"O{i}", person(f"O{i}"), month=months[i % 3], region_code="12",
+                     municipality_code="1280") for i in range(40, 100)]  # fmt: skip
+    producer = make_producer(s)
+    send_records(producer, s, OFFICIAL_DEATHS, official)
+    send_records(producer, s, DEATH_SURVEYS, first)
+
+    def coverage_rows() -> dict[str, float]:
+        try:
+            with psycopg.connect(s.database_url, connect_timeout=2) as conn:
+                return {
+                    str(r[0]): r[1]
+                    for r in conn.execute(
+                        "SELECT period_end, numerator FROM indicator_values "
+                        "WHERE indicator_id = 'registry_coverage' AND scope_code = '12'"
+                    )
+                }
+        except psycopg.OperationalError:
+            return {}
+
+    wait_for(lambda: coverage_rows().get("2025-03-31") == 40, 90, "the first 40 surveys", worker)
+    services.pg_down(local_stack)
+    try:
+        send_records(producer, s, DEATH_SURVEYS, second)
+        # The worker keeps running, stalls and retries while the database is away.
+        wait_for(
+            lambda: metric(s, "palliwatch_sink_retries_total") >= 2, 60, "sink retries", worker
+        )
+        assert metric(s, "palliwatch_sink_stalled") == 1.0
+    finally:
+        services.pg_up(local_stack)
+    producer.close()
+    wait_for(lambda: coverage_rows().get("2025-03-31") == 100, 90, "recovery", worker)
+    assert metric(s, "palliwatch_sink_stalled") == 0.0
+    worker.assert_alive()
+
+    # Everything equals the batch oracle: nothing lost, nothing counted twice.
+    oracle = batch_recompute(
+        [DeathSurvey.model_validate(x) for x in first + second],
+        {("12", m): 1000 for m in months},
+        last_month=datetime.now(UTC).strftime("%Y-%m"),
+    )
+    with psycopg.connect(s.database_url) as conn:
+        got = {
+            (r[0], r[1], r[2].strftime("%Y-%m")): (r[3], r[4])
+            for r in conn.execute(
+                "SELECT indicator_id, scope_code, period_end, value, numerator FROM indicator_values"
+            )
+        }
+        facts = conn.execute("SELECT count(*) FROM surveys").fetchone()
+    assert facts == (100,)
+    assert set(got) == set(oracle)
+    for key, v in oracle.items():
+        assert got[key][1] == pytest.approx(v.numerator) if v.numerator is not None else True, key
+        assert got[key][0] == pytest.approx(v.value) if v.value is not None else got[key][0] is None
+
+
+def test_timescaledb_migrations_and_queries(local_stack: Settings) -> None:
+    """Runs the migrations and the published views on the official TimescaleDB image."""
+    try:
+        import docker  # type: ignore[import-untyped]
+
+        docker.from_env().ping()
+    except Exception as e:  # noqa: BLE001 - any failure means no usable Docker engine
+        pytest.skip(
+            "needs a Docker engine to run the timescale/timescaledb image "
+            f"(none on this machine: {e.__class__.__name__}); the same migrations run on the "
+            "local PostgreSQL in every other test"
+        )
+    from testcontainers.postgres import PostgresContainer
+
+    from processors.db import migrate
+
+    with PostgresContainer("timescale/timescaledb:latest-pg16") as pg:
+        url = pg.get_connection_url().replace("postgresql+psycopg2://", "postgresql://")
+        s = dataclasses.replace(local_stack, database_url=url)
+        migrate(s)
+        with psycopg.connect(url) as conn:
+            hypertables = {
+                r[0]
+                for r in conn.execute(
+                    "SELECT hypertable_name FROM timescaledb_information.hypertables"
+                )
+            }
+            assert {"indicator_values", "survey_arrivals"} <= hypertables
+            conn.execute("SELECT * FROM published.indicator_latest LIMIT 1")
+            conn.execute("SELECT * FROM published.survey_arrivals_daily LIMIT 1")
+
+
+def test_json_roundtrip_of_measures(isolated: Isolated) -> None:
+    s = isolated.settings
+    model = DeathSurvey.model_validate(
+        survey("J1", person("J1"), measures={"eol_conversation": True, "present_at_death": "both"})
+    )
+    write(s, [(spec, [row]) for spec, row in fact_rows(model)])
+    with psycopg.connect(s.database_url) as conn:
+        measures = conn.execute("SELECT measures FROM surveys").fetchone()
+    assert measures is not None
+    assert measures[0]["eol_conversation"] is True and measures[0]["present_at_death"] == "both"
+    assert orjson.dumps(measures[0])
