@@ -114,9 +114,10 @@ CREATE TABLE IF NOT EXISTS alert_state (
     PRIMARY KEY (rule_id, scope_code, indicator_id)
 );
 
--- Time-series indexes used by dashboards in both modes.
+-- Time-series index used by dashboards in both modes (series and "latest" lookups).
 CREATE INDEX IF NOT EXISTS indicator_values_series
-    ON indicator_values (scope_type, scope_code, indicator_id, period_type, breakdown, period_end);
+    ON indicator_values (scope_type, scope_code, indicator_id, period_type, breakdown,
+                        period_end DESC);
 
 -- TimescaleDB when the server has it; otherwise the same tables with BRIN indexes.
 DO $$
@@ -167,44 +168,70 @@ SELECT indicator_id, scope, comparator, value, warn_value, valid_from,
        source
 FROM targets;
 
--- Every indicator row with the target in force at its period end (regional target first,
--- else national) and a status. Suppressed rows stay suppressed: no value, no counts.
+-- The target in force for an indicator row: the scope's own region target first, else the
+-- national one; of those, the latest valid_from on or before the period end.
+CREATE OR REPLACE FUNCTION published.target_for(
+    p_indicator text, p_scope_type text, p_scope_code text, p_period_end date,
+    OUT comparator text, OUT value double precision, OUT warn_value double precision)
+-- SECURITY DEFINER: the reader may see targets only through this function and the views.
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public, pg_temp AS $fn$
+    SELECT t.comparator, t.value, t.warn_value
+    FROM public.targets t
+    WHERE t.indicator_id = p_indicator
+      AND t.scope IN ('national', CASE p_scope_type WHEN 'region' THEN p_scope_code
+                                                    WHEN 'municipality' THEN left(p_scope_code, 2)
+                                  END)
+      AND t.valid_from <= p_period_end
+    ORDER BY (t.scope = 'national'), t.valid_from DESC
+    LIMIT 1
+$fn$;
+
+-- Traffic-light status of a value against its target.
+CREATE OR REPLACE FUNCTION published.indicator_status(
+    p_value double precision, p_suppressed boolean, p_comparator text,
+    p_target double precision, p_warn double precision)
+RETURNS text LANGUAGE sql IMMUTABLE AS $fn$
+    SELECT CASE
+        WHEN p_suppressed THEN 'suppressed'
+        WHEN p_value IS NULL THEN 'no_data'
+        WHEN p_target IS NULL THEN 'no_target'
+        WHEN p_comparator = '>=' AND p_value >= p_target THEN 'meets'
+        WHEN p_comparator = '<=' AND p_value <= p_target THEN 'meets'
+        WHEN p_warn IS NOT NULL AND p_comparator = '>=' AND p_value >= p_warn THEN 'warn'
+        WHEN p_warn IS NOT NULL AND p_comparator = '<=' AND p_value <= p_warn THEN 'warn'
+        ELSE 'below'
+    END
+$fn$;
+
+-- Every indicator row with its target and status. Suppressed rows stay suppressed: the table's
+-- CHECK constraint guarantees they carry no value and no counts.
 CREATE OR REPLACE VIEW published.indicator_series AS
 SELECT v.indicator_id, v.scope_type, v.scope_code, v.breakdown, v.period_type, v.period_start,
        v.period_end, v.value, v.numerator, v.denominator, v.n, v.ci_low, v.ci_high,
        v.suppressed, v.period_complete, v.nowcast, v.computed_at,
        t.comparator AS target_comparator, t.value AS target, t.warn_value AS target_warn,
-       CASE
-           WHEN v.suppressed THEN 'suppressed'
-           WHEN v.value IS NULL THEN 'no_data'
-           WHEN t.value IS NULL THEN 'no_target'
-           WHEN t.comparator = '>=' AND v.value >= t.value THEN 'meets'
-           WHEN t.comparator = '<=' AND v.value <= t.value THEN 'meets'
-           WHEN t.warn_value IS NOT NULL AND t.comparator = '>=' AND v.value >= t.warn_value
-               THEN 'warn'
-           WHEN t.warn_value IS NOT NULL AND t.comparator = '<=' AND v.value <= t.warn_value
-               THEN 'warn'
-           ELSE 'below'
-       END AS status
+       published.indicator_status(v.value, v.suppressed, t.comparator, t.value, t.warn_value)
+           AS status
 FROM indicator_values v
-LEFT JOIN LATERAL (
-    SELECT th.comparator, th.value, th.warn_value
-    FROM published.targets_history th
-    WHERE th.indicator_id = v.indicator_id
-      AND th.scope IN ('national', CASE WHEN v.scope_type = 'region' THEN v.scope_code
-                                        WHEN v.scope_type = 'municipality'
-                                            THEN left(v.scope_code, 2) END)
-      AND th.valid_from <= v.period_end
-      AND (th.valid_to IS NULL OR th.valid_to > v.period_end)
-    ORDER BY (th.scope = 'national'), th.valid_from DESC
-    LIMIT 1
-) t ON true;
+LEFT JOIN LATERAL published.target_for(v.indicator_id, v.scope_type, v.scope_code,
+                                       v.period_end) t ON true;
 
--- The latest period per scope x indicator x period type x breakdown.
+-- The latest period per scope x indicator x period type x breakdown. The latest row is found
+-- on the table first (index-friendly), and only then joined with its target.
 CREATE OR REPLACE VIEW published.indicator_latest AS
-SELECT DISTINCT ON (scope_type, scope_code, indicator_id, period_type, breakdown) *
-FROM published.indicator_series
-ORDER BY scope_type, scope_code, indicator_id, period_type, breakdown, period_end DESC;
+SELECT v.indicator_id, v.scope_type, v.scope_code, v.breakdown, v.period_type, v.period_start,
+       v.period_end, v.value, v.numerator, v.denominator, v.n, v.ci_low, v.ci_high,
+       v.suppressed, v.period_complete, v.nowcast, v.computed_at,
+       t.comparator AS target_comparator, t.value AS target, t.warn_value AS target_warn,
+       published.indicator_status(v.value, v.suppressed, t.comparator, t.value, t.warn_value)
+           AS status
+FROM (
+    SELECT DISTINCT ON (scope_type, scope_code, indicator_id, period_type, breakdown) *
+    FROM indicator_values
+    ORDER BY scope_type, scope_code, indicator_id, period_type, breakdown, period_end DESC
+) v
+LEFT JOIN LATERAL published.target_for(v.indicator_id, v.scope_type, v.scope_code,
+                                       v.period_end) t ON true;
 
 CREATE OR REPLACE VIEW published.region_series AS
 SELECT s.*, r.name AS region_name
@@ -269,6 +296,7 @@ BEGIN
     IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'palliwatch_reader') THEN
         REVOKE ALL ON ALL TABLES IN SCHEMA public FROM palliwatch_reader;
         GRANT USAGE ON SCHEMA published TO palliwatch_reader;
+        GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA published TO palliwatch_reader;
         GRANT SELECT ON ALL TABLES IN SCHEMA published TO palliwatch_reader;
         ALTER DEFAULT PRIVILEGES IN SCHEMA published GRANT SELECT ON TABLES TO palliwatch_reader;
     END IF;
