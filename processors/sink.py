@@ -11,6 +11,7 @@ whose effects are not yet written (and Faust does not commit their offsets).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Iterable, Sequence
@@ -37,6 +38,9 @@ class UpsertSpec:
     replace_when: str | None = None
     # Append-only tables: keep the existing row.
     do_nothing: bool = False
+    # Columns whose change alone does not warrant rewriting a row (a replay of identical
+    # values then costs a read, not a write).
+    ignore_for_change: tuple[str, ...] = ()
 
     def merge_sql(self, staging: str) -> str:
         cols = ", ".join(self.columns)
@@ -45,7 +49,13 @@ class UpsertSpec:
             action = "DO NOTHING"
         else:
             updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in self.columns if c not in self.key)
-            where = f" WHERE {self.replace_when}" if self.replace_when else ""
+            conditions = [self.replace_when] if self.replace_when else []
+            compared = [c for c in self.columns if c not in self.key + self.ignore_for_change]
+            if self.ignore_for_change and compared:
+                mine = ", ".join(f"{self.table}.{c}" for c in compared)
+                theirs = ", ".join(f"EXCLUDED.{c}" for c in compared)
+                conditions.append(f"({mine}) IS DISTINCT FROM ({theirs})")
+            where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
             action = f"DO UPDATE SET {updates}{where}"
         return (
             f"INSERT INTO {self.table} ({cols}) SELECT {cols} FROM {staging} "
@@ -61,7 +71,28 @@ INDICATORS = UpsertSpec(
         "ci_high", "computed_at",
     ),
     key=("indicator_id", "scope_type", "scope_code", "breakdown", "period_type", "period_end"),
+    ignore_for_change=("computed_at",),
 )  # fmt: skip
+INDICATOR_CURRENT = dataclasses.replace(
+    INDICATORS,
+    table="indicator_current",
+    key=("indicator_id", "scope_type", "scope_code", "breakdown", "period_type"),
+    replace_when="indicator_current.period_end <= EXCLUDED.period_end",
+)
+
+
+def latest_per_series(rows: Sequence[Sequence[object]]) -> list[Sequence[object]]:
+    """Of indicator rows, the one with the latest period_end per series (for INDICATOR_CURRENT)."""
+    key_idx = [INDICATORS.columns.index(c) for c in INDICATOR_CURRENT.key]
+    end_idx = INDICATORS.columns.index("period_end")
+    best: dict[tuple[object, ...], Sequence[object]] = {}
+    for row in rows:
+        k = tuple(row[i] for i in key_idx)
+        if k not in best or row[end_idx] >= best[k][end_idx]:  # type: ignore[operator]
+            best[k] = row
+    return list(best.values())
+
+
 OFFICIAL_DEATHS = UpsertSpec(
     "official_deaths",
     ("region_code", "month", "deaths", "source", "published_at"),
@@ -125,7 +156,11 @@ class Sink:
 
     async def write(self, batches: Sequence[tuple[UpsertSpec, Sequence[Sequence[object]]]]) -> None:
         """Merge every (spec, rows) pair in one transaction; retry until it commits."""
-        work = [(spec, dedupe_last(spec, rows)) for spec, rows in batches if rows]
+        expanded = list(batches)
+        for spec, rows in batches:
+            if spec is INDICATORS and rows:
+                expanded.append((INDICATOR_CURRENT, latest_per_series(rows)))
+        work = [(spec, dedupe_last(spec, rows)) for spec, rows in expanded if rows]
         if not work:
             return
         backoff = 0.5

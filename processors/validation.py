@@ -29,8 +29,11 @@ from schemas.models import SUPPORTED_SCHEMA_MAJOR, DeathSurvey
 
 MAX_PAYLOAD_BYTES = 1024 * 1024
 MAX_KEPT_PAYLOAD_CHARS = 64 * 1024
-# Registration is allowed up to 6 months after the death (Svenska palliativregistret).
+# Registration is allowed up to 6 months after the death, and a registration may be corrected
+# for 10 days after it (Svenska palliativregistret). Validation is stateless and cannot see when
+# revision 1 came, so later revisions get the window plus the correction period.
 REGISTRATION_WINDOW = timedelta(days=183)
+CORRECTION_PERIOD = timedelta(days=10)
 
 
 class Reason(StrEnum):
@@ -64,7 +67,10 @@ REASON_MEANINGS: dict[Reason, str] = {
     Reason.MUNICIPALITY_OUTSIDE_REGION: "municipality_code does not belong to region_code",
     Reason.DEATH_AFTER_SUBMISSION: "date_of_death is after submitted_at",
     Reason.DEATH_IN_FUTURE: "date_of_death is after today",
-    Reason.OUTSIDE_REGISTRATION_WINDOW: "submitted more than 183 days after the death",
+    Reason.OUTSIDE_REGISTRATION_WINDOW: (
+        "submitted more than 183 days after the death (193 for a later revision: corrections "
+        "are allowed for 10 days after registration)"
+    ),
     Reason.KEY_MISMATCH: "the record key is not the key the contract derives from the value",
     Reason.DUPLICATE_PERSON: "another active survey_id already exists for this person_ref",
 }
@@ -94,7 +100,7 @@ class DeadLetter:
     ) -> dict[str, object]:
         # Redact before truncating: a number cut in half by the limit would escape the pattern,
         # and its check digit makes the missing digit recoverable.
-        text = redact(payload.decode("utf-8", errors="replace"))[:MAX_KEPT_PAYLOAD_CHARS]
+        text = redact(canonical_text(payload))[:MAX_KEPT_PAYLOAD_CHARS]
         return {
             "reason": self.reason.value,
             "detail": redact(self.detail),
@@ -106,6 +112,15 @@ class DeadLetter:
             "payload": text,
             "payload_truncated": len(payload) > MAX_KEPT_PAYLOAD_CHARS,
         }
+
+
+def canonical_text(payload: bytes) -> str:
+    """The payload as text with JSON escapes resolved, so that "\\u002d" cannot hide a
+    separator from redaction; non-JSON payloads as they are."""
+    try:
+        return orjson.dumps(orjson.loads(payload)).decode()
+    except (orjson.JSONDecodeError, TypeError):
+        return payload.decode("utf-8", errors="replace")
 
 
 def _describe(err: ValidationError) -> tuple[Reason, str]:
@@ -188,10 +203,11 @@ def survey_rules(s: DeathSurvey, now: datetime) -> DeadLetter | None:
             f"date_of_death {s.date_of_death} is after today ({now.date()})",
         )
     delay = s.submitted_at.date() - s.date_of_death
-    if delay > REGISTRATION_WINDOW:
+    limit = REGISTRATION_WINDOW + (CORRECTION_PERIOD if s.revision > 1 else timedelta(0))
+    if delay > limit:
         return DeadLetter(
             Reason.OUTSIDE_REGISTRATION_WINDOW,
-            f"submitted_at is {delay.days} days after date_of_death (limit "
-            f"{REGISTRATION_WINDOW.days})",
+            f"submitted_at is {delay.days} days after date_of_death (limit {limit.days} for "
+            f"revision {s.revision})",
         )
     return None

@@ -13,10 +13,12 @@ digit or not), so a near miss is not written out either.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterator
 from datetime import date
+from functools import cache
 
-_CANDIDATE = re.compile(r"(?<![0-9])(\d{2})?(\d{6})([-+]?)(\d{4})(?![0-9])")
+_CANDIDATE = re.compile(r"(?<![0-9])([0-9]{2})?([0-9]{6})([-+]?)([0-9]{4})(?![0-9])")
 REDACTED = "[REDACTED]"
 
 
@@ -42,15 +44,30 @@ def luhn_ok(ten_digits: str) -> bool:
     return total % 10 == 0
 
 
+@cache
+def _digit_map() -> dict[int, int]:
+    """Every Unicode decimal digit that is not ASCII, mapped to its ASCII digit."""
+    return {
+        cp: ord("0") + unicodedata.decimal(chr(cp))
+        for cp in range(0x80, 0x110000)
+        if unicodedata.decimal(chr(cp), None) is not None
+    }
+
+
+def _ascii_digits(text: str) -> str:
+    # Char-for-char, so match positions in the result are positions in ``text``.
+    return text if text.isascii() else text.translate(_digit_map())
+
+
 def find_identity_numbers(text: str) -> list[str]:
-    """Every substring of ``text`` shaped like a personal identity number."""
+    """Every substring of ``text`` shaped like a personal identity number (any script's digits)."""
     found: list[str] = []
-    for m in _CANDIDATE.finditer(text):
+    for m in _CANDIDATE.finditer(_ascii_digits(text)):
         century, yymmdd, sep, tail = m.groups()
         if century is not None and sep == "+":
             continue  # the + separator (age 100+) exists only in the 10-digit form
         if _real_date(century, yymmdd) and luhn_ok(yymmdd + tail):
-            found.append(m.group(0))
+            found.append(text[m.start() : m.end()])
     return found
 
 
@@ -60,16 +77,29 @@ def contains_identity_number(text: str) -> bool:
 
 def redact(text: str) -> str:
     """``text`` with every identity-number-shaped run of digits replaced by [REDACTED]."""
-    return _CANDIDATE.sub(REDACTED, text)
+    probe = _ascii_digits(text)
+    if probe is text:
+        return _CANDIDATE.sub(REDACTED, text)
+    out, last = [], 0
+    for m in _CANDIDATE.finditer(probe):
+        out.append(text[last : m.start()])
+        out.append(REDACTED)
+        last = m.end()
+    out.append(text[last:])
+    return "".join(out)
 
 
 def walk_strings(value: object, path: str = "") -> Iterator[tuple[str, str]]:
     """(field path, string) for every string anywhere in a decoded JSON value, keys included."""
     if isinstance(value, str):
         yield path or "value", value
+    elif isinstance(value, int) and not isinstance(value, bool):
+        # A number is no identity number's proper type, but 191212121212 is one all the same.
+        yield path or "value", str(value)
     elif isinstance(value, dict):
         for k, v in value.items():
-            key_path = f"{path}.{k}" if path else str(k)
+            # A path names fields, never values: a key holding a number is redacted in it.
+            key_path = f"{path}.{redact(str(k))}" if path else redact(str(k))
             yield f"{key_path} (key)", str(k)
             yield from walk_strings(v, key_path)
     elif isinstance(value, list):

@@ -42,7 +42,7 @@ def check_region(region_code: str, field: str = "region_code") -> None:
     if not is_region(region_code):
         raise PydanticCustomError(
             "unknown_code",
-            "{field} {code!r} is not one of the 21 regions",
+            "{field} '{code}' is not one of the 21 regions",
             {"field": field, "code": region_code},
         )
 
@@ -51,7 +51,7 @@ def check_municipality(municipality_code: str, field: str = "municipality_code")
     if municipality_code not in municipalities():
         raise PydanticCustomError(
             "unknown_code",
-            "{field} {code!r} is not one of the 290 municipalities",
+            "{field} '{code}' is not one of the 290 municipalities",
             {"field": field, "code": municipality_code},
         )
 
@@ -62,7 +62,7 @@ def check_region_and_municipality(region_code: str, municipality_code: str) -> N
     if not municipality_in_region(municipality_code, region_code):
         raise PydanticCustomError(
             "municipality_outside_region",
-            "municipality_code {m!r} belongs to region {actual}, not to region_code {r}",
+            "municipality_code '{m}' belongs to region {actual}, not to region_code {r}",
             {
                 "m": municipality_code,
                 "actual": municipalities()[municipality_code].region_code,

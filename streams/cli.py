@@ -109,12 +109,12 @@ def run_live(rate: float, duration: float | None, seed: int, quiet: bool = False
     import orjson
 
     from streams.producer import make_producer, record_key
-    from streams.simulator import SurveyFactory
+    from streams.simulator import SurveyFactory, live_id_prefix
     from streams.topics import DEATH_SURVEYS
 
     s = settings_mod.load()
     producer = make_producer(s)
-    factory = SurveyFactory(seed=seed, id_prefix=f"live{int(time.time())}")
+    factory = SurveyFactory(seed=seed, id_prefix=live_id_prefix(time.time()))
     recent: deque[dict[str, Any]] = deque(maxlen=1000)
     sent = 0
     started = time.monotonic()
@@ -199,6 +199,22 @@ def cmd_worker(args: argparse.Namespace) -> None:
 
     worker = faust.Worker(app, loglevel=args.loglevel, quiet=True, redirect_stdouts=False)
     worker.execute_from_commandline()
+
+
+def cmd_bench(args: argparse.Namespace) -> None:
+    import json
+
+    from processors.db import DatabaseUnavailable
+    from streams.bench import bench_storage
+
+    try:
+        results = bench_storage(settings_mod.load(), years=args.years, runs=args.runs)
+    except DatabaseUnavailable as e:
+        _fail(str(e), 1)
+    out = settings_mod.load().state_dir / "bench-storage.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2, default=str))
+    print(f"[bench] written to {out}")
 
 
 def cmd_schemas(args: argparse.Namespace) -> None:
@@ -444,6 +460,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("worker", help="run the Faust stream processor")
     sp.add_argument("--loglevel", default=os.environ.get("PALLIWATCH_LOGLEVEL", "info"))
     sp.set_defaults(func=cmd_worker)
+
+    sp = sub.add_parser("bench", help="benchmarks that print figures")
+    sp.add_argument("target", choices=("storage",))
+    sp.add_argument("--years", type=int, default=10)
+    sp.add_argument("--runs", type=int, default=5)
+    sp.set_defaults(func=cmd_bench)
 
     sp = sub.add_parser("schemas", help="export or check the JSON Schema files of the contracts")
     sp.add_argument("action", choices=("export", "check"))

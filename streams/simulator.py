@@ -55,6 +55,12 @@ MEASURE_RATES = {
 }
 
 
+def live_id_prefix(epoch_seconds: float) -> str:
+    """Survey-id prefix of one live run. Hex, because ten decimal digits of a clock can be
+    shaped like a personal identity number and would dead-letter the whole run."""
+    return f"live{int(epoch_seconds):x}"
+
+
 def seasonal_factor(month: str) -> float:
     """More deaths in winter than in summer (about +-12 %)."""
     m = int(month[5:7])
