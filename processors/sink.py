@@ -106,8 +106,9 @@ def dedupe_last(spec: UpsertSpec, rows: Iterable[Sequence[object]]) -> list[Sequ
     out: dict[tuple[object, ...], Sequence[object]] = {}
     for row in rows:
         out[tuple(row[i] for i in idx)] = row
-    # Sorted keys give every writer the same lock order: two workers cannot deadlock.
-    return [out[k] for k in sorted(out, key=lambda k: tuple(str(x) for x in k))]
+    # Sorted keys give every writer the same lock order: two workers cannot deadlock. Key
+    # columns are NOT NULL and of one type each, so the tuples compare directly.
+    return [out[k] for k in sorted(out)]
 
 
 async def copy_upsert(
@@ -123,11 +124,21 @@ async def copy_upsert(
             f"CREATE TEMP TABLE IF NOT EXISTS {staging} "
             f"(LIKE {spec.table} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
         )
-        async with cur.copy(f"COPY {staging} ({cols}) FROM STDIN") as copy:
+        types = await _column_types(cur, staging, cols)
+        # Binary COPY: about 4x faster than text for the same rows (measured, see README).
+        async with cur.copy(f"COPY {staging} ({cols}) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types(types)
             for row in rows:
                 await copy.write_row(row)
         await cur.execute(spec.merge_sql(staging))
     return len(rows)
+
+
+async def _column_types(cur: psycopg.AsyncCursor, table: str, cols: str) -> list[int]:
+    """Type OIDs of ``cols`` in ``table`` (binary COPY needs them)."""
+    await cur.execute(f"SELECT {cols} FROM {table} LIMIT 0")
+    assert cur.description is not None
+    return [c.type_code for c in cur.description]
 
 
 def indicator_row(v: IndicatorValue, computed_at: datetime) -> tuple[object, ...]:

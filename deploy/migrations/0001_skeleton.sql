@@ -15,13 +15,13 @@ CREATE TABLE IF NOT EXISTS indicator_values (
     n             integer,
     suppressed    boolean     NOT NULL,
     computed_at   timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (indicator_id, scope_type, scope_code, breakdown, period_type, period_end),
+    -- Key order serves the dashboards' series lookups (scope, indicator, period type,
+    -- breakdown, then a period range), so no second index on the same columns is needed.
+    PRIMARY KEY (scope_type, scope_code, indicator_id, period_type, breakdown, period_end),
     -- A suppressed cell never carries its counts.
     CHECK (NOT suppressed OR (value IS NULL AND numerator IS NULL AND n IS NULL))
 );
 
-CREATE INDEX IF NOT EXISTS indicator_values_scope_period
-    ON indicator_values (scope_type, scope_code, period_end DESC);
 
 CREATE TABLE IF NOT EXISTS official_deaths (
     region_code   text        NOT NULL,

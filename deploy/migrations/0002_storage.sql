@@ -18,7 +18,7 @@ CREATE TABLE IF NOT EXISTS surveys (
     unit_id            text NOT NULL,
     region_code        text NOT NULL,
     municipality_code  text NOT NULL,
-    person_ref         char(64) NOT NULL,
+    person_ref         text NOT NULL CHECK (person_ref ~ '^[0-9a-f]{64}$'),
     date_of_death      date NOT NULL,
     sex                text NOT NULL,
     age_years          smallint NOT NULL,
@@ -121,7 +121,7 @@ CREATE TABLE IF NOT EXISTS indicator_current (LIKE indicator_values INCLUDING DE
                                               INCLUDING CONSTRAINTS);
 ALTER TABLE indicator_current DROP CONSTRAINT IF EXISTS indicator_current_pkey;
 ALTER TABLE indicator_current
-    ADD PRIMARY KEY (indicator_id, scope_type, scope_code, breakdown, period_type);
+    ADD PRIMARY KEY (scope_type, scope_code, indicator_id, period_type, breakdown);
 
 -- Rebuilds indicator_current from indicator_values (after a bulk load or a repair).
 CREATE OR REPLACE FUNCTION refresh_indicator_current() RETURNS bigint
@@ -139,14 +139,8 @@ BEGIN
 END
 $fn$;
 
--- The scope_period index of 0001 is covered by the series index below; one index fewer to
--- maintain on every write.
-DROP INDEX IF EXISTS indicator_values_scope_period;
-
--- Time-series index used by dashboards in both modes.
-CREATE INDEX IF NOT EXISTS indicator_values_series
-    ON indicator_values (scope_type, scope_code, indicator_id, period_type, breakdown,
-                        period_end DESC);
+-- The primary key (scope, indicator, period type, breakdown, period end) serves the series
+-- lookups: no further btree index on indicator_values, so writes maintain only the key.
 
 -- TimescaleDB when the server has it; otherwise the same tables with BRIN indexes.
 DO $$
