@@ -18,6 +18,8 @@ from collections.abc import Iterator
 from datetime import date
 from functools import cache
 
+import orjson
+
 _CANDIDATE = re.compile(r"(?<![0-9])([0-9]{2})?([0-9]{6})([-+]?)([0-9]{4})(?![0-9])")
 REDACTED = "[REDACTED]"
 
@@ -59,15 +61,26 @@ def _ascii_digits(text: str) -> str:
     return text if text.isascii() else text.translate(_digit_map())
 
 
+# Runs of digits joined by separators: every candidate lies inside one (a candidate is digits
+# with at most one separator, bounded by non-digits), so the full pattern only runs on these.
+_RUNS = re.compile(r"[0-9]+(?:[-+][0-9]+)*")
+
+
 def find_identity_numbers(text: str) -> list[str]:
     """Every substring of ``text`` shaped like a personal identity number (any script's digits)."""
     found: list[str] = []
-    for m in _CANDIDATE.finditer(_ascii_digits(text)):
-        century, yymmdd, sep, tail = m.groups()
-        if century is not None and sep == "+":
-            continue  # the + separator (age 100+) exists only in the 10-digit form
-        if _real_date(century, yymmdd) and luhn_ok(yymmdd + tail):
-            found.append(text[m.start() : m.end()])
+    if len(text) < 10:  # the shortest form has 10 digits; most fields are shorter enums
+        return found
+    probe = _ascii_digits(text)
+    for run in _RUNS.finditer(probe):
+        if run.end() - run.start() < 10:
+            continue
+        for m in _CANDIDATE.finditer(probe, run.start(), run.end()):
+            century, yymmdd, sep, tail = m.groups()
+            if century is not None and sep == "+":
+                continue  # the + separator (age 100+) exists only in the 10-digit form
+            if _real_date(century, yymmdd) and luhn_ok(yymmdd + tail):
+                found.append(text[m.start() : m.end()])
     return found
 
 
@@ -77,6 +90,8 @@ def contains_identity_number(text: str) -> bool:
 
 def redact(text: str) -> str:
     """``text`` with every identity-number-shaped run of digits replaced by [REDACTED]."""
+    if len(text) < 10:
+        return text
     probe = _ascii_digits(text)
     if probe is text:
         return _CANDIDATE.sub(REDACTED, text)
@@ -95,16 +110,44 @@ def walk_strings(value: object, path: str = "") -> Iterator[tuple[str, str]]:
         yield path or "value", value
     elif isinstance(value, int) and not isinstance(value, bool):
         # A number is no identity number's proper type, but 191212121212 is one all the same.
-        yield path or "value", str(value)
+        if abs(value) >= 10**9:
+            yield path or "value", str(value)
     elif isinstance(value, dict):
         for k, v in value.items():
             # A path names fields, never values: a key holding a number is redacted in it.
-            key_path = f"{path}.{redact(str(k))}" if path else redact(str(k))
-            yield f"{key_path} (key)", str(k)
+            ks = str(k)
+            shown = redact(ks)
+            key_path = f"{path}.{shown}" if path else shown
+            if len(ks) >= 10:
+                yield f"{key_path} (key)", ks
             yield from walk_strings(v, key_path)
     elif isinstance(value, list):
         for i, v in enumerate(value):
             yield from walk_strings(v, f"{path}[{i}]")
+
+
+def _may_hold_identity_number(value: object) -> bool:
+    """One regex pass over the whole value serialised as JSON: a cheap pre-filter.
+
+    Every string, key and integer of the value appears in its JSON text with escapes resolved,
+    so when this finds nothing the field walk below would find nothing either; when it finds
+    something, the walk decides (and names the fields).
+    """
+    if isinstance(value, dict) and _HEX64.fullmatch(str(value.get("person_ref", ""))):
+        value = {k: v for k, v in value.items() if k != "person_ref"}  # exempt, see below
+    try:
+        text = orjson.dumps(value).decode() if not isinstance(value, str) else value
+    except TypeError:
+        return True
+    # Every form has a run of six digits; a plain search for one is far cheaper than the
+    # full pattern with its look-arounds, and most records have none.
+    if not _SIX_DIGITS.search(_ascii_digits(text)):
+        return False
+    return bool(find_identity_numbers(text))
+
+
+_SIX_DIGITS = re.compile(r"[0-9]{6}")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
 # person_ref is validated as a 64-character hex pseudonym; hex digests routinely contain digit
@@ -114,9 +157,11 @@ EXEMPT_FIELDS = frozenset({"person_ref"})
 
 def identity_number_fields(value: object) -> list[str]:
     """Field paths whose string holds an identity-number-shaped value (names, never values)."""
+    if not _may_hold_identity_number(value):
+        return []
     hits = []
     for path, text in walk_strings(value):
-        if path in EXEMPT_FIELDS and re.fullmatch(r"[0-9a-f]{64}", text):
+        if path in EXEMPT_FIELDS and _HEX64.fullmatch(text):
             continue
         if contains_identity_number(text):
             hits.append(path)
