@@ -27,6 +27,10 @@ SINK_STALLED = Gauge(
 SINK_LAST_SUCCESS = Gauge(
     "palliwatch_sink_last_success_timestamp_seconds", "When the sink last committed a batch"
 )
+REDELIVERED_DELTAS = Counter(
+    "palliwatch_redelivered_deltas_skipped_total",
+    "Region deltas redelivered after a restart whose effect the restored table already held",
+)
 SINK_SECONDS = Histogram(
     "palliwatch_sink_batch_seconds",
     "Time to make one batch of indicator rows durable",

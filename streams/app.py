@@ -102,7 +102,8 @@ def _table(name: str) -> Any:
 
 survey_state = _table("survey-state")  # survey_id -> applied revision and contribution
 person_state = _table("person-state")  # person_ref -> the person's survey, revision, status
-region_months = _table("region-months")  # region_code -> month -> counters, official deaths
+# region_code -> {"months": month -> counters and official deaths, "offset": last delta applied}
+region_months = _table("region-months")
 
 
 async def send_dead_letter(
@@ -292,16 +293,25 @@ def sink(name: str) -> Sink:
 async def aggregate_regions(stream: Any) -> None:
     """Sum deltas into (region, month) buckets, recompute affected rolling windows, sink them."""
     async for events in stream.take_events(REGION_BATCH, within=BATCH_WITHIN_S):
-        working: dict[bytes, dict[str, list[Any]]] = {}
+        working: dict[bytes, dict[str, Any]] = {}
         touched: dict[str, set[str]] = {}
         official_rows: list[OfficialRow] = []
         for event in events:
             region_key = event.key
             region = region_key.decode()
-            msg = orjson.loads(event.value)
             if region_key not in working:
-                working[region_key] = dict(region_months.get(region_key) or {})
-            months = working[region_key]
+                stored = region_months.get(region_key) or {"months": {}, "offset": -1}
+                working[region_key] = {"months": dict(stored["months"]), "offset": stored["offset"]}
+            state = working[region_key]
+            # Deltas are not idempotent. The table remembers the last delta offset it applied
+            # (one region lives in one partition), so a redelivery after a crash, whose effect
+            # the restored table already holds, is skipped instead of counted twice.
+            if event.message.offset <= state["offset"]:
+                metrics.REDELIVERED_DELTAS.inc()
+                continue
+            state["offset"] = event.message.offset
+            msg = orjson.loads(event.value)
+            months = state["months"]
             month = msg["month"]
             bucket = list(months.get(month) or [0, 0, 0, None])
             if msg["kind"] == "survey":
@@ -321,12 +331,12 @@ async def aggregate_regions(stream: Any) -> None:
                 )
             months[month] = bucket
             touched.setdefault(region, set()).add(month)
-        for region_key, months in working.items():
-            region_months[region_key] = months
+        for region_key, state in working.items():
+            region_months[region_key] = state
         last = current_month()
         values: list[IndicatorValue] = []
         for region, changed in touched.items():
-            totals = _totals(working[region.encode()])
+            totals = _totals(working[region.encode()]["months"])
             ends = {e for m in changed for e in affected_window_ends(m, last)}
             for end in sorted(ends):
                 values.extend(rolling_region_indicators(region, end, totals))
