@@ -181,6 +181,17 @@ class IndicatorValue:
     suppressed: bool
     ci_low: float | None = None
     ci_high: float | None = None
+    breakdown: str = "all"
+    period_complete: bool = False
+    nowcast: float | None = None
+
+    @property
+    def key(self) -> tuple[str, str, str, str, str, date]:
+        """The row's identity, as the database's primary key has it."""
+        return (
+            self.indicator_id, self.scope_type, self.scope_code, self.breakdown,
+            self.period_type, self.period_end,
+        )  # fmt: skip
 
 
 def _proportion(

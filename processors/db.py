@@ -116,6 +116,41 @@ def seed_reference_data(conn: psycopg.Connection) -> None:
                    region_code = EXCLUDED.region_code""",
             [(m.code, m.name, m.region_code) for m in municipalities().values()],
         )
+    seed_catalogue(conn)
+
+
+def seed_catalogue(conn: psycopg.Connection) -> None:
+    """The indicator catalogue's definitions and default targets (idempotent)."""
+    from processors.catalogue import default_catalogue
+
+    exists = conn.execute("SELECT to_regclass('indicator_catalogue') IS NOT NULL").fetchone()
+    if not exists or not exists[0]:
+        return
+    cat = default_catalogue()
+    with conn.transaction(), conn.cursor() as cur:
+        cur.execute("DELETE FROM indicator_catalogue")
+        cur.executemany(
+            """INSERT INTO indicator_catalogue (indicator_id, family, title_en, title_sv, kind,
+                   direction, unit, min_n, periods, scopes, breakdowns, position)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
+            [
+                (i.id, i.family, i.title_en, i.title_sv, i.kind, i.direction, i.unit, i.min_n,
+                 list(i.periods), list(i.scopes), list(i.breakdowns), pos)
+                for pos, i in enumerate(cat.indicators.values())
+            ],  # fmt: skip
+        )
+        # Defaults never overwrite a target an operator set for the same valid_from.
+        cur.executemany(
+            """INSERT INTO targets (indicator_id, scope, comparator, value, warn_value,
+                   valid_from, source)
+               VALUES (%s, 'national', %s, %s, %s, %s, %s)
+               ON CONFLICT (indicator_id, scope, valid_from) DO NOTHING""",
+            [
+                (i.id, t.comparator, t.value, t.warn_value, t.valid_from, t.source)
+                for i in cat.indicators.values()
+                if (t := i.target) is not None
+            ],
+        )
 
 
 def pending_migrations(settings: Settings, directory: Path = MIGRATIONS_DIR) -> list[str]:

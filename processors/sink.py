@@ -68,7 +68,7 @@ INDICATORS = UpsertSpec(
     (
         "indicator_id", "scope_type", "scope_code", "breakdown", "period_type", "period_start",
         "period_end", "value", "numerator", "denominator", "n", "suppressed", "ci_low",
-        "ci_high", "computed_at",
+        "ci_high", "period_complete", "nowcast", "computed_at",
     ),
     key=("indicator_id", "scope_type", "scope_code", "breakdown", "period_type", "period_end"),
     ignore_for_change=("computed_at",),
@@ -143,9 +143,9 @@ async def _column_types(cur: psycopg.AsyncCursor, table: str, cols: str) -> list
 
 def indicator_row(v: IndicatorValue, computed_at: datetime) -> tuple[object, ...]:
     return (
-        v.indicator_id, v.scope_type, v.scope_code, "all", v.period_type, v.period_start,
+        v.indicator_id, v.scope_type, v.scope_code, v.breakdown, v.period_type, v.period_start,
         v.period_end, v.value, v.numerator, v.denominator, v.n, v.suppressed, v.ci_low,
-        v.ci_high, computed_at,
+        v.ci_high, v.period_complete, v.nowcast, computed_at,
     )  # fmt: skip
 
 

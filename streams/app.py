@@ -1,36 +1,34 @@
 """The Faust app: topics, tables and agents. Agents only move records and call the core.
 
 Partitioning (see README, "Architecture"):
-- ``survey-state`` table keyed by survey_id, fed by registry.death-surveys.v1 (key survey_id);
-- ``region-months`` table keyed by region_code, fed by palliwatch.region-deltas.v1 (key region).
-Both tables use the producer's partitioner on the table key, which is the source topic's key, so a
-key's changelog partition equals its source partition and a worker restores exactly the state of
-the partitions it is assigned. That is what lets the agents batch with ``take_events``.
+- ``person-state`` keyed by person_ref (palliwatch.surveys-by-person.v1): one survey per person;
+- ``survey-state`` keyed by survey_id (the valid surveys topic): which revision counts;
+- ``scope-months`` keyed by ``<scope>|<month>``, fed by palliwatch.scope-deltas.v1 (key: the
+  scope, a region code or SE). Its changelog partition is the scope's partition, so a worker
+  restores exactly the state of the scopes it is assigned.
+The first two tables use the producer's partitioner on the table key, which is the source
+topic's key, so a key's changelog partition equals its source partition too. That is what lets
+the agents batch with ``take_events``.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from typing import Any
 
 import faust
 import orjson
+from aiokafka.partitioner import murmur2
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from processors import metrics
-from processors.core import (
-    Contribution,
-    Counts,
-    IndicatorValue,
-    MonthTotals,
-    affected_window_ends,
-    month_first_day,
-    revision_deltas,
-    rolling_region_indicators,
-    survey_contribution,
-    window_months,
-)
+from processors.aggregate import Aggregator
+from processors.catalogue import Catalogue, default_catalogue
+from processors.core import IndicatorValue, month_first_day
+from processors.engine import NATION
+from processors.revisions import apply_revision
 from processors.sink import INDICATORS as INDICATORS_SPEC
 from processors.sink import OFFICIAL_DEATHS as OFFICIAL_DEATHS_SPEC
 from processors.sink import OfficialRow, Sink, fact_rows, indicator_row
@@ -43,7 +41,7 @@ log = logging.getLogger("palliwatch.worker")
 settings = load()
 
 SURVEY_BATCH = 2000
-REGION_BATCH = 5000
+SCOPE_BATCH = 5000
 BATCH_WITHIN_S = 0.25
 
 app = faust.App(
@@ -84,7 +82,7 @@ def _topic(spec: topics.TopicSpec) -> faust.TopicT:
 contract_topics = {spec.name: _topic(spec) for spec in topics.CONTRACT_TOPICS}
 valid_topics = {spec.name: _topic(spec.valid) for spec in topics.CONTRACT_TOPICS}
 by_person_topic = _topic(topics.SURVEYS_BY_PERSON)
-region_topic = _topic(topics.REGION_DELTAS)
+scope_topic = _topic(topics.SCOPE_DELTAS)
 dead_letter_topic = _topic(topics.DEAD_LETTER)
 
 
@@ -100,10 +98,36 @@ def _table(name: str) -> Any:
     )
 
 
-survey_state = _table("survey-state")  # survey_id -> applied revision and contribution
+def scope_partition(scope: bytes, partitions: int) -> int:
+    """The partition Kafka's default partitioner gives a scope key (murmur2, as aiokafka)."""
+    return (murmur2(scope) & 0x7FFFFFFF) % partitions
+
+
+class ScopeTable(faust.Table):
+    """A table whose keys start with ``<scope>|`` and live in their scope's partition."""
+
+    def partition_for_key(self, key: Any) -> int:
+        return scope_partition(bytes(key).split(b"|", 1)[0], self.partitions or settings.partitions)
+
+
+survey_state = _table("survey-state")  # survey_id -> applied revisions (revisions.py)
 person_state = _table("person-state")  # person_ref -> the person's survey, revision, status
-# region_code -> {"months": month -> counters and official deaths, "offset": last delta applied}
-region_months = _table("region-months")
+# <scope>|<month> -> scope-month state; <scope>|months; SE|structure (processors/aggregate.py)
+scope_months: Any = app.tables.add(
+    ScopeTable(
+        app,
+        name="scope-months",
+        default=None,
+        beacon=app.tables.beacon,
+        key_type=bytes,
+        value_type=bytes,
+        partitions=topics.SCOPE_DELTAS.partitions or settings.partitions,
+    )
+)
+
+
+def catalogue() -> Catalogue:
+    return default_catalogue()
 
 
 async def send_dead_letter(
@@ -138,10 +162,6 @@ def _base_name(topic: str) -> str:
 def _source(event: faust.EventT) -> tuple[str, int, int]:
     msg = event.message
     return msg.topic, msg.partition, msg.offset
-
-
-def _delta_message(kind: str, month: str, **fields: Any) -> bytes:
-    return orjson.dumps({"kind": kind, "month": month, **fields})
 
 
 # Forwarding uses send_soon (the producer buffer, as Faust's changelogs do) rather than awaiting
@@ -198,6 +218,13 @@ async def admit_surveys(stream: Any) -> None:
             survey = DeathSurvey.model_validate_json(raw)
             person = event.key
             known = person_state.get(person)
+            admitted = list(known.get("admitted", [])) if known else []
+            if event.message.offset in admitted:
+                # Redelivered after a crash: its forward may have been lost with the crash, and
+                # the survey state downstream ignores it if it was not.
+                metrics.REDELIVERED_DELTAS.inc()
+                valid_topics[label].send_soon(key=survey.survey_id.encode(), value=raw)
+                continue
             if known is not None and known["survey_id"] != survey.survey_id:
                 if known["status"] != "withdrawn":
                     await send_dead_letter(
@@ -219,6 +246,8 @@ async def admit_surveys(stream: Any) -> None:
                 "survey_id": survey.survey_id,
                 "revision": survey.revision,
                 "status": survey.status,
+                # Recent admitted offsets (by-person topic), to recognise a redelivery.
+                "admitted": [*admitted, event.message.offset][-4:],
             }
             metrics.VALID.labels(label).inc()
             valid_topics[label].send_soon(key=survey.survey_id.encode(), value=raw)
@@ -226,57 +255,65 @@ async def admit_surveys(stream: Any) -> None:
 
 @app.agent(valid_topics[topics.DEATH_SURVEYS.name])
 async def apply_surveys(stream: Any) -> None:
-    """Keep each survey's applied contribution; emit signed bucket deltas keyed by region."""
+    """Keep each survey's applied revisions; emit signed contributions keyed by scope."""
+    cat = catalogue()
     async for events in stream.take_events(SURVEY_BATCH, within=BATCH_WITHIN_S):
-        pending: dict[tuple[str, str], Counts] = {}
+        per_scope: dict[str, list[list[Any]]] = {}
         for event in events:
             survey = DeathSurvey.model_validate_json(event.value)
             key = event.key
-            previous = survey_state.get(key)
-            if previous is not None and survey.revision <= previous["revision"]:
-                continue  # a redelivery after a restart: admission already counted it
-            old = Contribution.from_dict(previous["c"]) if previous and previous["c"] else None
-            new = survey_contribution(survey)
-            survey_state[key] = {"revision": survey.revision, "c": new.as_dict() if new else None}
-            for delta in revision_deltas(old, new):
-                bucket = (delta.region_code, delta.month)
-                pending[bucket] = pending.get(bucket, Counts()) + delta.counts
-            if new is not None:
+            partition, offset = event.message.partition, event.message.offset
+            new_state, deltas, outcome = apply_revision(survey_state.get(key), offset, survey, cat)
+            if new_state is not None:
+                survey_state[key] = new_state
+            elif outcome == "redelivered":
+                metrics.REDELIVERED_DELTAS.inc(len(deltas))
+            for delta in deltas:
+                wire = delta.to_wire(partition)
+                for scope in (delta.contribution.region, NATION):
+                    per_scope.setdefault(scope, []).append(wire)
+            if outcome == "applied" and survey.status == "active":
                 metrics.LAST_EVENT_TIME.labels(survey.region_code).set(
                     survey.submitted_at.timestamp()
                 )
-        # Zero deltas are sent too: they mark the month as touched, as the batch oracle does.
-        for (region, month), counts in sorted(pending.items()):
-            region_topic.send_soon(
-                key=region.encode(), value=_delta_message("survey", month, **counts.as_dict())
+        # One message per scope and batch: the aggregation reads one record, not thousands.
+        for scope, wires in sorted(per_scope.items()):
+            scope_topic.send_soon(
+                key=scope.encode(), value=orjson.dumps({"kind": "survey", "d": wires})
             )
 
 
 @app.agent(valid_topics[topics.OFFICIAL_DEATHS.name])
 async def apply_official_deaths(stream: Any) -> None:
-    """Re-key validated official monthly deaths by region for the aggregation."""
+    """Official monthly deaths go to their region and to the nation."""
     async for event in stream.events():
         record = OfficialDeaths.model_validate_json(event.value)
-        region_topic.send_soon(
-            key=record.region_code.encode(),
-            value=_delta_message(
-                "official",
-                record.month,
-                deaths=record.deaths,
-                source=record.source,
-                published_at=record.published_at.isoformat(),
-            ),
-        )
+        message = orjson.dumps({"kind": "official", **record.model_dump(mode="json")})
+        for scope in (record.region_code, NATION):
+            scope_topic.send_soon(key=scope.encode(), value=message)
 
 
-def _totals(months: dict[str, list[Any]]) -> dict[str, MonthTotals]:
-    return {
-        m: MonthTotals(Counts(int(v[0]), int(v[1]), int(v[2])), v[3]) for m, v in months.items()
-    }
+def _make_structure_forward(spec: topics.TopicSpec, kind: str) -> Any:
+    """Unit events and population feed the structural indicators, all computed at the nation's
+    key (a few hundred units: one scope holds them all, and catchments may cross regions)."""
+    model = spec.model
+    assert model is not None
+
+    async def forward(stream: Any) -> None:
+        async for event in stream.events():
+            record = model.model_validate_json(event.value).model_dump(mode="json")
+            body = {"kind": kind, "event": record} if kind == "unit" else {"kind": kind, **record}
+            scope_topic.send_soon(key=NATION.encode(), value=orjson.dumps(body))
+
+    return forward
 
 
-def current_month() -> str:
-    return datetime.now(UTC).strftime("%Y-%m")
+app.agent(valid_topics[topics.UNIT_EVENTS.name], name="structure-units")(
+    _make_structure_forward(topics.UNIT_EVENTS, "unit")
+)
+app.agent(valid_topics[topics.POPULATION.name], name="structure-population")(
+    _make_structure_forward(topics.POPULATION, "population")
+)
 
 
 _sinks: dict[str, Sink] = {}
@@ -289,65 +326,82 @@ def sink(name: str) -> Sink:
     return _sinks[name]
 
 
-@app.agent(region_topic)
-async def aggregate_regions(stream: Any) -> None:
-    """Sum deltas into (region, month) buckets, recompute affected rolling windows, sink them."""
-    async for events in stream.take_events(REGION_BATCH, within=BATCH_WITHIN_S):
-        working: dict[bytes, dict[str, Any]] = {}
-        touched: dict[str, set[str]] = {}
+async def write_indicators(values: list[IndicatorValue], official: list[OfficialRow]) -> None:
+    computed_at = datetime.now(UTC)
+    await sink("indicators").write(
+        [
+            (OFFICIAL_DEATHS_SPEC, official),
+            (INDICATORS_SPEC, [indicator_row(v, computed_at) for v in values]),
+        ]
+    )
+    metrics.INDICATOR_ROWS.inc(len(values))
+
+
+@app.agent(scope_topic)
+async def aggregate_scopes(stream: Any) -> None:
+    """Apply deltas to scope-month state, evaluate the periods they touched, sink the rows."""
+    agg = Aggregator(scope_months, catalogue())
+    async for events in stream.take_events(SCOPE_BATCH, within=BATCH_WITHIN_S):
         official_rows: list[OfficialRow] = []
         for event in events:
-            region_key = event.key
-            region = region_key.decode()
-            if region_key not in working:
-                stored = region_months.get(region_key) or {"months": {}, "offset": -1}
-                working[region_key] = {"months": dict(stored["months"]), "offset": stored["offset"]}
-            state = working[region_key]
-            # Deltas are not idempotent. The table remembers the last delta offset it applied
-            # (one region lives in one partition), so a redelivery after a crash, whose effect
-            # the restored table already holds, is skipped instead of counted twice.
-            if event.message.offset <= state["offset"]:
-                metrics.REDELIVERED_DELTAS.inc()
-                continue
-            state["offset"] = event.message.offset
+            scope = event.key.decode()
             msg = orjson.loads(event.value)
-            months = state["months"]
-            month = msg["month"]
-            bucket = list(months.get(month) or [0, 0, 0, None])
-            if msg["kind"] == "survey":
-                bucket[0] += msg["registered"]
-                bucket[1] += msg["own_home"]
-                bucket[2] += msg["spec_received"]
-            else:
-                bucket[3] = msg["deaths"]
-                official_rows.append(
-                    (
-                        region,
-                        month_first_day(month),
-                        msg["deaths"],
-                        msg["source"],
-                        datetime.fromisoformat(msg["published_at"]),
+            kind = msg["kind"]
+            if kind == "survey":
+                agg.apply_survey_deltas(scope, msg["d"])
+            elif kind == "official":
+                agg.apply_official(scope, msg["region_code"], msg["month"], msg["deaths"])
+                if scope != NATION:
+                    official_rows.append(
+                        (
+                            msg["region_code"],
+                            month_first_day(msg["month"]),
+                            msg["deaths"],
+                            msg["source"],
+                            datetime.fromisoformat(msg["published_at"]),
+                        )
                     )
-                )
-            months[month] = bucket
-            touched.setdefault(region, set()).add(month)
-        for region_key, state in working.items():
-            region_months[region_key] = state
-        last = current_month()
-        values: list[IndicatorValue] = []
-        for region, changed in touched.items():
-            totals = _totals(working[region.encode()]["months"])
-            ends = {e for m in changed for e in affected_window_ends(m, last)}
-            for end in sorted(ends):
-                values.extend(rolling_region_indicators(region, end, totals))
-        computed_at = datetime.now(UTC)
-        await sink("indicators").write(
-            [
-                (OFFICIAL_DEATHS_SPEC, official_rows),
-                (INDICATORS_SPEC, [indicator_row(v, computed_at) for v in values]),
-            ]
-        )
-        metrics.INDICATOR_ROWS.inc(len(values))
+            else:
+                agg.apply_structure(event.message.offset, msg)
+        metrics.REDELIVERED_DELTAS.inc(agg.redelivered)
+        agg.commit()
+        await write_indicators(agg.evaluate(settings.as_of()), official_rows)
+
+
+@dataclass
+class DailyMark:
+    as_of: date | None = None
+    assigned: frozenset[int] = frozenset()
+
+
+_daily = DailyMark()
+
+
+@app.timer(interval=settings.reevaluate_seconds)
+async def reevaluate_daily() -> None:
+    """Rolling windows move and periods complete as days pass, with or without events: when the
+    date moves (or the assignment changes), re-evaluate the scopes this worker holds."""
+    if not app.tables.recovery.completed.is_set():  # type: ignore[attr-defined]
+        return
+    as_of = settings.as_of()
+    topic_name = settings.topic(topics.SCOPE_DELTAS)
+    assigned = frozenset(
+        tp.partition for tp in app.assignor.assigned_actives() if tp.topic == topic_name
+    )
+    if as_of == _daily.as_of and assigned == _daily.assigned:
+        return
+    since = _daily.as_of if assigned == _daily.assigned else None
+    scopes = {
+        key.split(b"|", 1)[0].decode()
+        for key in list(scope_months.keys())
+        if (key.endswith(b"|months") or key.endswith(b"|structure"))
+        and scope_months.partition_for_key(key) in assigned
+    }
+    agg = Aggregator(scope_months, catalogue())
+    rows = agg.evaluate_day(scopes, as_of, since)
+    await write_indicators(rows, [])
+    log.info("re-evaluated %d scopes as of %s: %d rows", len(scopes), as_of, len(rows))
+    _daily.as_of, _daily.assigned = as_of, assigned
 
 
 def _make_fact_store(spec: topics.TopicSpec) -> Any:
@@ -379,4 +433,4 @@ async def prometheus_metrics(web: Any, request: Any) -> Any:
     return web.bytes(generate_latest(), content_type=media_type)
 
 
-__all__ = ["app", "window_months"]
+__all__ = ["app"]

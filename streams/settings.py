@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 from streams.topics import TopicSpec
@@ -37,6 +38,14 @@ class Settings:
     web_bind: str
     partitions: int
     topic_namespace: str = ""
+    # Evaluate as of this date instead of today (reproducing an evaluation; tests).
+    as_of_date: date | None = None
+    # How often the worker checks whether the date moved (daily re-evaluation).
+    reevaluate_seconds: float = 60.0
+
+    def as_of(self) -> date:
+        """The evaluation date: PALLIWATCH_AS_OF, else today in UTC."""
+        return self.as_of_date or datetime.now(UTC).date()
 
     def topic(self, spec: TopicSpec) -> str:
         """The topic's name in this deployment (tests isolate themselves with a namespace)."""
@@ -68,4 +77,15 @@ def load() -> Settings:
         web_bind=env.get("PALLIWATCH_WEB_BIND", "127.0.0.1"),
         partitions=int(env.get("PALLIWATCH_PARTITIONS", "4")),
         topic_namespace=env.get("PALLIWATCH_TOPIC_NAMESPACE", ""),
+        as_of_date=_date(env.get("PALLIWATCH_AS_OF")),
+        reevaluate_seconds=float(env.get("PALLIWATCH_REEVALUATE_SECONDS", "60")),
     )
+
+
+def _date(text: str | None) -> date | None:
+    if not text:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError as exc:
+        raise SystemExit(f"PALLIWATCH_AS_OF={text!r} is not a date: use YYYY-MM-DD") from exc

@@ -94,10 +94,13 @@ TARGETS = TopicSpec(
     model=Target,
     key_fields=("indicator_id", "scope"),
 )
-REGION_DELTAS = TopicSpec(
-    "palliwatch.region-deltas.v1",
-    key="region_code",
-    description="Internal: signed survey contributions and official deaths re-keyed by region.",
+SCOPE_DELTAS = TopicSpec(
+    "palliwatch.scope-deltas.v1",
+    key="scope (region code, or SE for the nation)",
+    description=(
+        "Internal: signed survey contributions, official deaths, unit events and population "
+        "re-keyed by the scope that aggregates them."
+    ),
     compacted=False,
     retention_ms=7 * DAY_MS,
 )
@@ -152,7 +155,7 @@ CATALOGUE: tuple[TopicSpec, ...] = (
     *CONTRACT_TOPICS,
     *VALID_TOPICS.values(),
     SURVEYS_BY_PERSON,
-    REGION_DELTAS,
+    SCOPE_DELTAS,
     DEAD_LETTER,
     INDICATORS,
 )

@@ -22,7 +22,7 @@ from streams import services
 from streams.cli import format_indicator_table
 from streams.kafka_admin import delete_topics
 from streams.settings import REPO_ROOT, Settings
-from streams.topics import CATALOGUE, DEATH_SURVEYS, REGION_DELTAS
+from streams.topics import CATALOGUE, DEATH_SURVEYS, SCOPE_DELTAS
 from tests.conftest import Isolated
 
 
@@ -139,7 +139,7 @@ def test_topics_are_created_from_the_catalogue(isolated: Isolated) -> None:
         configs = admin.describe_configs(
             [
                 ConfigResource(ConfigResourceType.TOPIC, s.topic(DEATH_SURVEYS)),
-                ConfigResource(ConfigResourceType.TOPIC, s.topic(REGION_DELTAS)),
+                ConfigResource(ConfigResourceType.TOPIC, s.topic(SCOPE_DELTAS)),
             ]
         )
         text = repr(configs)

@@ -41,6 +41,7 @@ import psycopg
 import pytest
 from kafka import KafkaConsumer
 
+from processors.catalogue import default_catalogue
 from streams.producer import make_producer, send_records
 from streams.topics import DEAD_LETTER, DEATH_SURVEYS, OFFICIAL_DEATHS
 from tests.conftest import Isolated, WorkerProcess, wait_for
@@ -218,9 +219,15 @@ def test_worker_writes_exact_indicators_for_a_hand_computed_history(
 
     # Every rolling window that holds any of the data exists, up to 11 months after it:
     # 09 has data in Jan and Feb 2025 -> windows ending 2025-01..2026-01 (13);
-    # 01 has data in Jan 2025 -> windows ending 2025-01..2025-12 (12); 6 indicators each.
-    assert len([k for k in actual if k[1] == "09"]) == 13 * 6
-    assert len([k for k in actual if k[1] == "01"]) == 12 * 6
+    # 01 has data in Jan 2025 -> windows ending 2025-01..2025-12 (12); every catalogue
+    # indicator with a regional rolling 12 months (the six above and the process indicators).
+    per_window = len(
+        [i for i in default_catalogue().indicators.values()
+         if "rolling_12m" in i.periods and "region" in i.scopes]
+    )  # fmt: skip
+    assert per_window == 18
+    assert len([k for k in actual if k[1] == "09"]) == 13 * per_window
+    assert len([k for k in actual if k[1] == "01"]) == 12 * per_window
     assert set(k[1] for k in actual) == {"01", "09"}
     # The window ending 2026-01 holds only February: 2 registered -> home share suppressed.
     assert actual[("home_death_share", "09", "2026-01-31")][4] is True
