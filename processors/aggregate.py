@@ -30,8 +30,10 @@ from processors.engine import (
     evaluate_scope,
     evaluate_structure,
     layouts,
+    learning_months,
     new_scope_month,
     new_structure,
+    open_periods,
     periods_for_changes,
     periods_for_day,
     structure_add_population,
@@ -195,10 +197,14 @@ class Aggregator:
     def evaluate(self, as_of: date) -> list[IndicatorValue]:
         """Rows of everything this batch touched."""
         rows: list[IndicatorValue] = []
+        learning = set(learning_months(as_of, self.cat))
         for scope in sorted(set(self.dirty_months) | set(self.dirty_days)):
-            periods = periods_for_changes(
-                self.dirty_months.get(scope, ()), self.dirty_days.get(scope, ()), as_of, self.cat
-            )
+            dirty = self.dirty_months.get(scope, set())
+            periods = periods_for_changes(dirty, self.dirty_days.get(scope, ()), as_of, self.cat)
+            if dirty & learning:
+                # The delay distribution moved: every open period's nowcast moves with it.
+                recent = [m for m in self.months_of(scope) if m > min(learning)]
+                periods |= open_periods(recent, as_of, self.cat)
             rows += self._evaluate(scope, periods, as_of)
         if self.structure_from is not None:
             st = self.structure()

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
+from functools import lru_cache
 from typing import Any
 
 from processors.catalogue import (
@@ -170,13 +171,15 @@ def quarter_of(month: str) -> str:
     return f"{month[:4]}-{q_start:02d}"
 
 
-def period_months(period_type: str, end: date) -> list[str]:
+@lru_cache(maxsize=65536)
+def period_months(period_type: str, end: date) -> tuple[str, ...]:
     """The calendar months a month-based period covers."""
     last = end.strftime("%Y-%m")
     n = {"month": 1, "quarter": 3, "year": 12, "rolling_12m": 12}[period_type]
-    return [add_months(last, -k) for k in range(n - 1, -1, -1)]
+    return tuple(add_months(last, -k) for k in range(n - 1, -1, -1))
 
 
+@lru_cache(maxsize=65536)
 def period_start(period_type: str, end: date) -> date:
     if period_type in ROLLING_DAYS:
         return end - timedelta(days=ROLLING_DAYS[period_type] - 1)
@@ -239,12 +242,21 @@ def periods_for_day(
         for p in calendar_periods_of_month(m, as_of_month):
             if p[1] >= threshold:
                 out.add(p)
-    first = as_of - timedelta(days=min(gap - 1, cat.settled_after_days))
-    d = max(first, as_of - timedelta(days=cat.settled_after_days))
-    while d <= as_of:
-        for ptype in ROLLING_DAYS:
-            out.add((ptype, d))
-        d += timedelta(days=1)
+    horizon = as_of - timedelta(days=cat.settled_after_days)
+    # New window ends, and ends whose period became complete since the last evaluation.
+    ranges = [
+        (as_of - timedelta(days=gap - 1), as_of),
+        (
+            as_of - timedelta(days=cat.registration_window_days + gap),
+            as_of - timedelta(days=cat.registration_window_days + 1),
+        ),
+    ]
+    for lo, hi in ranges:
+        d = max(lo, horizon)
+        while d <= hi:
+            for ptype in ROLLING_DAYS:
+                out.add((ptype, d))
+            d += timedelta(days=1)
     return out
 
 
@@ -316,24 +328,32 @@ class ScopeView:
         return sum(sm["official"].values()) if sm else 0
 
 
-def _sum_vectors(vectors: Iterable[Vector], width: int) -> Vector:
-    total = [0] * width
-    for v in vectors:
-        for i, x in enumerate(v):
-            if x:
-                total[i] += x
-    return total
+def learning_months(as_of: date, cat: Catalogue) -> list[str]:
+    """The latest complete months, from which the nowcast learns the registration delay."""
+    last = as_of.strftime("%Y-%m")
+    while (as_of - month_last_day(last)).days <= cat.registration_window_days:
+        last = add_months(last, -1)
+    return [add_months(last, -k) for k in range(cat.nowcast_months)]
+
+
+def open_periods(months: Iterable[str], as_of: date, cat: Catalogue) -> set[Period]:
+    """Calendar periods holding any of ``months`` that are not complete yet (their nowcast
+    depends on the delay distribution, so a change to the learning months moves them all)."""
+    as_of_month = as_of.strftime("%Y-%m")
+    return {
+        p
+        for m in months
+        for p in calendar_periods_of_month(m, as_of_month)
+        if (as_of - p[1]).days <= cat.registration_window_days
+    }
 
 
 def delay_distribution(view: ScopeView, as_of: date, cat: Catalogue) -> list[float] | None:
     """F(a): share of registrations with delay <= a days, learned from the latest complete
     months; None without learning data."""
-    last = as_of.strftime("%Y-%m")
-    while (as_of - month_last_day(last)).days <= cat.registration_window_days:
-        last = add_months(last, -1)
     counts: dict[int, int] = {}
-    for k in range(cat.nowcast_months):
-        sm = view.months.get(add_months(last, -k))
+    for month in learning_months(as_of, cat):
+        sm = view.months.get(month)
         if sm:
             for delay, c in sm["delays"].items():
                 counts[int(delay)] = counts.get(int(delay), 0) + c
@@ -349,7 +369,7 @@ def delay_distribution(view: ScopeView, as_of: date, cat: Catalogue) -> list[flo
 
 
 def _nowcast(
-    view: ScopeView, months: list[str], as_of: date, official: int, cdf: list[float] | None
+    view: ScopeView, months: Iterable[str], as_of: date, official: int, cdf: list[float] | None
 ) -> float | None:
     if cdf is None or official <= 0:
         return None
@@ -368,45 +388,89 @@ def _nowcast(
     return estimate / official
 
 
+def _day_prefix(
+    view: ScopeView, first: date, last: date, width: int
+) -> tuple[list[date], list[Vector]]:
+    """Touched days in [first, last] in order, and prefix sums of their vectors (so a window's
+    total is a difference of two prefixes, not a sum over up to 365 days)."""
+    days: list[tuple[date, Vector]] = []
+    m = first.strftime("%Y-%m")
+    end_month = last.strftime("%Y-%m")
+    while m <= end_month:
+        sm = view.months.get(m)
+        if sm:
+            y, mo = int(m[:4]), int(m[5:7])
+            for dd, vec in sm["days"].items():
+                d = date(y, mo, int(dd))
+                if first <= d <= last:
+                    days.append((d, vec))
+        m = add_months(m, 1)
+    days.sort(key=lambda x: x[0])
+    prefix = [[0] * width]
+    for _, vec in days:
+        prev = prefix[-1]
+        prefix.append([a + b for a, b in zip(prev, vec, strict=True)])
+    return [d for d, _ in days], prefix
+
+
 def evaluate_scope(
     view: ScopeView, periods: Iterable[Period], as_of: date, cat: Catalogue
 ) -> list[IndicatorValue]:
     """Every row of one scope for the requested periods (rows exist only where data does)."""
+    from bisect import bisect_left, bisect_right
+
     width = len(cat.counters())
     index = {name: i for i, name in enumerate(cat.counters())}
-    scope = (view.scope_type, view.code)
-    shares = [
-        i for i in cat.of_kind(SURVEY_KINDS) if view.scope_type in i.scopes
-    ]  # share indicators at this scope type
-    officials = [i for i in cat.of_kind(OFFICIAL_KINDS) if view.scope_type in i.scopes]
+    stype = view.scope_type
+    scope = (stype, view.code)
+    periods = sorted(periods)
+    # What applies, decided once per call rather than once per row.
+    shares: dict[str, list[tuple[Indicator, int, int, frozenset[str]]]] = {}
+    officials: dict[str, list[Indicator]] = {}
+    for ptype in {p for p, _ in periods}:
+        shares[ptype] = [
+            (i, index[i.num_counter], index[i.den_counter],
+             frozenset(cat.breakdowns_for(i, stype, ptype)))
+            for i in cat.of_kind(SURVEY_KINDS)
+            if ptype in i.periods and stype in cat.scopes_for(i, ptype)
+        ]  # fmt: skip
+        officials[ptype] = [
+            i for i in cat.of_kind(OFFICIAL_KINDS)
+            if ptype in i.periods and stype in cat.scopes_for(i, ptype)
+        ]  # fmt: skip
+    out: list[IndicatorValue] = []
+    window = cat.registration_window_days
+
+    day_periods = [p for p in periods if p[0] in ROLLING_DAYS and shares[p[0]]]
+    if day_periods:
+        first = min(period_start(p, e) for p, e in day_periods)
+        last = max(e for _, e in day_periods)
+        days, prefix = _day_prefix(view, first, last, width)
+        for ptype, end in day_periods:
+            start = period_start(ptype, end)
+            i, j = bisect_left(days, start), bisect_right(days, end)
+            if i == j:
+                continue
+            lo, hi = prefix[i], prefix[j]
+            complete = (as_of - end).days > window
+            for ind, ni, di, _ in shares[ptype]:
+                num, den = hi[ni] - lo[ni], hi[di] - lo[di]
+                out.append(_share(ind, scope, TOTAL, ptype, start, end, num, den, complete))
+
     cdf: list[float] | None = None
     cdf_done = False
-    out: list[IndicatorValue] = []
-    for period in sorted(periods):
-        ptype, end = period
+    for ptype, end in periods:
         if ptype in ROLLING_DAYS:
-            start = period_start(ptype, end)
-            day_vectors: list[Vector] = []
-            first_month = start.strftime("%Y-%m")
-            span = month_index(end.strftime("%Y-%m")) - month_index(first_month)
-            for m in (add_months(first_month, k) for k in range(span + 1)):
-                sm = view.months.get(m)
-                if not sm:
-                    continue
-                for dd, vec in sm["days"].items():
-                    d = date(int(m[:4]), int(m[5:7]), int(dd))
-                    if start <= d <= end:
-                        day_vectors.append(vec)
-            if not day_vectors:
-                continue
-            total = _sum_vectors(day_vectors, width)
-            for ind in shares:
-                if ptype in ind.periods and view.scope_type in cat.scopes_for(ind, ptype):
-                    out.append(_share_row(ind, scope, TOTAL, period, total, index, as_of, cat))
             continue
-        months = [m for m in period_months(ptype, end) if m in view.months]
+        shares_here, officials_here = shares[ptype], officials[ptype]
+        if not shares_here and not officials_here:
+            continue
+        all_months = period_months(ptype, end)
+        months = [m for m in all_months if m in view.months]
         if not months:
             continue
+        start = month_first_day(all_months[0])
+        complete = (as_of - end).days > window
         labels: dict[str, Vector] = {}
         for m in months:
             for label, vec in view.months[m]["cells"].items():
@@ -414,46 +478,46 @@ def evaluate_scope(
                 if cur is None:
                     labels[label] = list(vec)
                 else:
-                    for i, x in enumerate(vec):
-                        if x:
-                            cur[i] += x
-        for ind in shares:
-            if ptype not in ind.periods or view.scope_type not in cat.scopes_for(ind, ptype):
-                continue
-            dims = cat.breakdowns_for(ind, view.scope_type, ptype)
+                    labels[label] = [a + b for a, b in zip(cur, vec, strict=True)]
+        for ind, ni, di, dims in shares_here:
             for label, vec in labels.items():
                 if label == TOTAL or label.split(":", 1)[0] in dims:
-                    out.append(_share_row(ind, scope, label, period, vec, index, as_of, cat))
-        if not officials:
+                    out.append(
+                        _share(ind, scope, label, ptype, start, end, vec[ni], vec[di], complete)
+                    )
+        if not officials_here:
             continue
         official = sum(view.official(m) for m in months)
         total = labels.get(TOTAL, [0] * width)
-        for ind in officials:
-            if ptype not in ind.periods or view.scope_type not in cat.scopes_for(ind, ptype):
-                continue
+        for ind in officials_here:
             if ind.kind == "coverage" and not cdf_done:
                 cdf, cdf_done = delay_distribution(view, as_of, cat), True
             out.append(
-                _official_row(ind, scope, period, total, official, index, as_of, cat, view, cdf)
-            )
+                _official_row(ind, scope, (ptype, end), total, official, index, as_of, cat, view,
+                              cdf)
+            )  # fmt: skip
     return out
 
 
-def _share_row(
+def _share(
     ind: Indicator,
     scope: tuple[str, str],
     label: str,
-    period: Period,
-    vec: Vector,
-    index: Mapping[str, int],
-    as_of: date,
-    cat: Catalogue,
+    ptype: str,
+    start: date,
+    end: date,
+    num: int,
+    den: int,
+    complete: bool,
 ) -> IndicatorValue:
-    num, den = vec[index[ind.num_counter]], vec[index[ind.den_counter]]
-    return _row(
-        ind, scope, label, period, as_of, cat,
-        value=_ratio(num, den), numerator=num, denominator=den, n=den,
-        suppressed=den < ind.min_n, interval=_interval(num, den),
+    """A share row, built directly: this is the engine's innermost loop."""
+    if den < ind.min_n:
+        return IndicatorValue(ind.id, scope[0], scope[1], ptype, start, end, None, None, None,
+                              None, True, None, None, label, complete, None)  # fmt: skip
+    ci = _interval(num, den)
+    return IndicatorValue(
+        ind.id, scope[0], scope[1], ptype, start, end, num / den, num, den, den, False,
+        None if ci is None else ci[0], None if ci is None else ci[1], label, complete, None,
     )  # fmt: skip
 
 

@@ -7,7 +7,7 @@ from datetime import date
 
 import psycopg
 
-from processors.core import PERIOD_ROLLING_12M
+PERIOD_ROLLING_12M = "rolling_12m"
 
 # Per region, the rolling window ending with the latest month that has official deaths: later
 # windows lack their denominator and would overstate coverage.

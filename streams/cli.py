@@ -77,8 +77,14 @@ def run_backfill(n: int, months: int, seed: int, progress: bool = True) -> int:
     from tqdm import tqdm
 
     from streams.producer import make_producer, send_records
-    from streams.simulator import SurveyFactory, complete_months_before, official_deaths_records
-    from streams.topics import DEATH_SURVEYS, OFFICIAL_DEATHS
+    from streams.simulator import (
+        SurveyFactory,
+        complete_months_before,
+        official_deaths_records,
+        population_records,
+        unit_events_records,
+    )
+    from streams.topics import DEATH_SURVEYS, OFFICIAL_DEATHS, POPULATION, UNIT_EVENTS
 
     s = settings_mod.load()
     now = datetime.now(UTC)
@@ -86,6 +92,10 @@ def run_backfill(n: int, months: int, seed: int, progress: bool = True) -> int:
     producer = make_producer(s)
     try:
         send_records(producer, s, OFFICIAL_DEATHS, official_deaths_records(month_list, now))
+        # Structure: the units and residents behind the beds, staff and white-spot indicators.
+        years = sorted({int(m[:4]) for m in month_list} | {now.year})
+        send_records(producer, s, POPULATION, population_records(years))
+        send_records(producer, s, UNIT_EVENTS, unit_events_records())
         factory = SurveyFactory(seed=seed)
         with tqdm(
             total=n, unit="survey", disable=not progress, desc="backfill", mininterval=1.0

@@ -217,3 +217,132 @@ def complete_months_before(now: datetime, count: int) -> list[str]:
     """The ``count`` calendar months before ``now``'s month, oldest first."""
     current = now.strftime("%Y-%m")
     return [add_months(current, -k) for k in range(count, 0, -1)]
+
+
+# ---- structure: units and population ------------------------------------------------------
+
+STRUCTURE_START = date(2024, 1, 1)
+
+
+def population_records(years: list[int], seed: int = 7) -> list[dict[str, Any]]:
+    """Residents per municipality: each region's 2024 population split over its
+    municipalities (deterministic weights), growing 0.4 % a year."""
+    rng = random.Random(seed)
+    out = []
+    for code, region in regions().items():
+        munis = municipalities_by_region()[code]
+        weights = [rng.paretovariate(1.3) for _ in munis]
+        total = sum(weights)
+        for m, w in zip(munis, weights, strict=True):
+            base = region.population_2024 * w / total
+            for y in years:
+                out.append(
+                    {
+                        "schema_version": 1,
+                        "municipality_code": m,
+                        "year": y,
+                        "population": round(base * 1.004 ** (y - 2024)),
+                    }
+                )
+    return out
+
+
+def _unit(
+    unit_id: str,
+    region: str,
+    municipality: str,
+    kind: str,
+    effective: date,
+    catchment: list[str],
+    *,
+    event: str = "upsert",
+    beds: int = 0,
+    hours: str = "office_hours",
+    all_diagnoses: bool = True,
+    children: bool = True,
+    physicians: float = 0.0,
+    nurses: float = 0.0,
+) -> dict[str, Any]:
+    return {
+        "schema_version": 1,
+        "unit_id": unit_id,
+        "event": event,
+        "effective_date": effective.isoformat(),
+        "region_code": region,
+        "municipality_code": municipality,
+        "name": f"{regions()[region].name}, {kind.replace('_', ' ')} {unit_id[-2:]}",
+        "kind": kind,
+        "catchment_municipalities": catchment,
+        "beds": beds,
+        "hours": hours,
+        "accepts_all_diagnoses": all_diagnoses,
+        "accepts_children": children,
+        "max_prognosis_months": None,
+        "written_mandate": True,
+        "staff_fte": {
+            "specialist_physicians": physicians,
+            "physicians": round(physicians * 1.5, 1),
+            "specialist_nurses": nurses,
+            "nurses": round(nurses * 3, 1),
+            "counsellor": 1.0,
+            "occupational_therapist": 0.5,
+            "physiotherapist": 0.5,
+            "dietitian": 0.2,
+        },
+    }
+
+
+def unit_events_records(seed: int = 5, start: date = STRUCTURE_START) -> list[dict[str, Any]]:
+    """Specialised palliative units per region, with white spots and changes over time:
+    inpatient beds at 4-11 per 100 000, home care that leaves some municipalities out or
+    turns children away, on-call lines that are not always 24/7, a closure and an opening."""
+    rng = random.Random(seed)
+    out: list[dict[str, Any]] = []
+    for code, region in regions().items():
+        munis = list(municipalities_by_region()[code])
+        per_100k = region.population_2024 / 100_000
+        seat = munis[0]
+        beds = max(2, round(per_100k * rng.uniform(4, 11)))
+        n_inpatient = 1 if beds < 15 else 2
+        for k in range(n_inpatient):
+            out.append(
+                _unit(
+                    f"pal-{code}-1{k}", code, seat,
+                    "inpatient_hospital" if k == 0 else "inpatient_non_hospital",
+                    start, [], beds=beds // n_inpatient, hours="24_7",
+                    physicians=round(per_100k * rng.uniform(0.8, 2.5), 1),
+                    nurses=round(per_100k * rng.uniform(2, 5), 1),
+                )
+            )  # fmt: skip
+        covered = [m for m in munis if rng.random() > 0.12] or [seat]
+        out.append(
+            _unit(
+                f"pal-{code}-20", code, seat, "specialised_home_care", start, covered,
+                children=rng.random() > 0.2,
+                physicians=round(per_100k * rng.uniform(0.5, 2.0), 1),
+                nurses=round(per_100k * rng.uniform(1, 4), 1),
+            )
+        )  # fmt: skip
+        out.append(
+            _unit(
+                f"pal-{code}-30", code, seat, "consult_team", start, munis,
+                all_diagnoses=rng.random() > 0.25,
+                physicians=round(per_100k * rng.uniform(0.2, 0.8), 1),
+                nurses=round(per_100k * rng.uniform(0.5, 1.5), 1),
+            )
+        )  # fmt: skip
+        if rng.random() < 0.5:
+            out.append(_unit(f"pal-{code}-40", code, seat, "outpatient_clinic", start, munis))
+        hours = "24_7" if rng.random() < 0.6 else "office_hours_weekend"
+        out.append(_unit(f"pal-{code}-50", code, seat, "on_call_line", start, munis, hours=hours))
+    # Changes over time: one region's outpatient clinic closes, another region opens a 24/7
+    # on-call line.
+    out.append(
+        _unit("pal-12-40", "12", municipalities_by_region()["12"][0], "outpatient_clinic",
+              date(2025, 6, 1), list(municipalities_by_region()["12"]), event="closed")
+    )  # fmt: skip
+    out.append(
+        _unit("pal-25-51", "25", municipalities_by_region()["25"][0], "on_call_line",
+              date(2026, 2, 1), list(municipalities_by_region()["25"]), hours="24_7")
+    )  # fmt: skip
+    return out

@@ -18,6 +18,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
@@ -29,6 +30,8 @@ from streams import settings as settings_mod
 from streams.kafka_admin import delete_topics, ensure_topics
 from streams.settings import REPO_ROOT, Settings
 from streams.topics import CATALOGUE
+
+TEST_AS_OF = datetime.now(UTC).date()
 
 
 @pytest.fixture(scope="session")
@@ -87,6 +90,9 @@ def isolated(local_stack: Settings, request: pytest.FixtureRequest) -> Iterator[
         "PALLIWATCH_WEB_PORT": str(s.web_port),
         "PALLIWATCH_PARTITIONS": str(s.partitions),
         "PALLIWATCH_STATE_DIR": str(local_stack.state_dir / "tests" / tag),
+        # Evaluate as of the test's start day: a run that crosses midnight stays deterministic.
+        "PALLIWATCH_AS_OF": TEST_AS_OF.isoformat(),
+        "PALLIWATCH_REEVALUATE_SECONDS": "2",
     }
     migrate(s)
     ensure_topics(s)

@@ -1,82 +1,51 @@
-"""kill -9 of the worker in the middle of a backfill: after a restart the indicators equal the
-batch oracle (state recovered from changelogs; nothing lost, nothing counted twice)."""
+"""kill -9 of the worker in the middle of a backfill: after a restart every indicator row
+equals the batch oracle (state recovered from changelogs; nothing lost, nothing counted twice)."""
 
 from __future__ import annotations
 
 import signal
-from datetime import UTC, datetime
 
-import psycopg
 import pytest
 
-from processors.core import batch_recompute
-from schemas.models import DeathSurvey
-from streams.producer import make_producer, send_records
-from streams.simulator import SurveyFactory, complete_months_before, official_deaths_records
-from streams.topics import DEATH_SURVEYS, OFFICIAL_DEATHS
-from tests.conftest import Isolated, WorkerProcess, wait_for
+from tests.conftest import TEST_AS_OF, Isolated, WorkerProcess, wait_for
+from tests.histories import random_history
+from tests.oracle_compare import db_rows, differences, oracle_of
 from tests.pipeline_helpers import metric
+from tests.test_engine_integration import send_history
 
 pytestmark = pytest.mark.integration
-
-
-def db_values(url: str) -> dict[tuple[str, str, str], tuple[float | None, float | None]]:
-    with psycopg.connect(url) as conn:
-        return {
-            (r[0], r[1], r[2].strftime("%Y-%m")): (r[3], r[4])
-            for r in conn.execute(
-                "SELECT indicator_id, scope_code, period_end, value, numerator "
-                "FROM indicator_values WHERE period_type = 'rolling_12m'"
-            )
-        }
 
 
 def test_kill_9_mid_backfill_then_restart_equals_the_oracle(
     isolated: Isolated, worker: WorkerProcess
 ) -> None:
     s = isolated.settings
-    now = datetime.now(UTC)
-    months = complete_months_before(now, 6)
-    records = list(SurveyFactory(seed=11).backfill(12_000, months, now))
-    official = official_deaths_records(months, now)
-    producer = make_producer(s)
-    send_records(producer, s, OFFICIAL_DEATHS, official)
-    send_records(producer, s, DEATH_SURVEYS, records)
-    producer.close()
+    h = random_history(seed=11, n_surveys=3000, as_of=TEST_AS_OF)
+    send_history(isolated, h)
 
     # Let the worker get part of the way, then kill it without any chance to clean up.
     wait_for(
         lambda: (
             metric(s, "palliwatch_indicator_rows_written_total") > 0
-            and metric(s, "palliwatch_records_consumed_total") > 3000
+            and metric(s, "palliwatch_records_consumed_total") > 1000
         ),
         120,
         "the worker to be part-way through",
         worker,
     )
+    assert metric(s, "palliwatch_records_consumed_total") < len(h.surveys) + len(h.official)
     worker.proc.send_signal(signal.SIGKILL)
     worker.proc.wait()
     worker.restart()
 
-    oracle = batch_recompute(
-        [DeathSurvey.model_validate(r) for r in records],
-        {(o["region_code"], o["month"]): o["deaths"] for o in official},
-        last_month=now.strftime("%Y-%m"),
-    )
-    expected = {k: (v.value, v.numerator) for k, v in oracle.items()}
+    want = oracle_of(h, TEST_AS_OF)
+    last: list[list[str]] = [[]]
 
     def equal() -> bool:
-        got = db_values(s.database_url)
-        if set(got) != set(expected):
-            return False
-        for k, (value, num) in expected.items():
-            gv, gn = got[k]
-            if (gn is None) != (num is None) or (gv is None) != (value is None):
-                return False
-            if num is not None and abs(gn - num) > 1e-9:
-                return False
-            if value is not None and abs(gv - value) > 1e-9:
-                return False
-        return True
+        last[0] = differences(db_rows(s.database_url), want)
+        return not last[0]
 
-    wait_for(equal, 240, "indicators equal to the batch oracle after the restart", worker)
+    try:
+        wait_for(equal, 300, "indicators equal to the batch oracle after the restart", worker)
+    except AssertionError as e:
+        raise AssertionError(f"{e}\ndifferences: {last[0]}") from None
