@@ -159,6 +159,9 @@ class Sink:
         self._url = database_url
         self._conn: psycopg.AsyncConnection | None = None
         self._max_backoff_s = max_backoff_s
+        # One connection, one staging table: two coroutines writing at once would mix their
+        # rows in it. Writers that must not wait for each other use separate sinks.
+        self._lock: asyncio.Lock | None = None
 
     async def _connection(self) -> psycopg.AsyncConnection:
         if self._conn is None or self._conn.closed:
@@ -174,6 +177,12 @@ class Sink:
         work = [(spec, dedupe_last(spec, rows)) for spec, rows in expanded if rows]
         if not work:
             return
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            await self._write(work)
+
+    async def _write(self, work: list[tuple[UpsertSpec, list[Sequence[object]]]]) -> None:
         backoff = 0.5
         started = time.perf_counter()
         while True:

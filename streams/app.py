@@ -326,9 +326,11 @@ def sink(name: str) -> Sink:
     return _sinks[name]
 
 
-async def write_indicators(values: list[IndicatorValue], official: list[OfficialRow]) -> None:
+async def write_indicators(
+    values: list[IndicatorValue], official: list[OfficialRow], writer: str = "indicators"
+) -> None:
     computed_at = datetime.now(UTC)
-    await sink("indicators").write(
+    await sink(writer).write(
         [
             (OFFICIAL_DEATHS_SPEC, official),
             (INDICATORS_SPEC, [indicator_row(v, computed_at) for v in values]),
@@ -399,7 +401,7 @@ async def reevaluate_daily() -> None:
     }
     agg = Aggregator(scope_months, catalogue())
     rows = agg.evaluate_day(scopes, as_of, since)
-    await write_indicators(rows, [])
+    await write_indicators(rows, [], writer="daily")
     log.info("re-evaluated %d scopes as of %s: %d rows", len(scopes), as_of, len(rows))
     _daily.as_of, _daily.assigned = as_of, assigned
 

@@ -41,11 +41,11 @@ def test_month_arithmetic_examples() -> None:
 
 
 def test_rolling_12m_months_across_a_year_boundary() -> None:
-    assert period_months("rolling_12m", date(2025, 2, 28)) == [
+    assert period_months("rolling_12m", date(2025, 2, 28)) == (
         "2024-03", "2024-04", "2024-05", "2024-06", "2024-07", "2024-08",
         "2024-09", "2024-10", "2024-11", "2024-12", "2025-01", "2025-02",
-    ]  # fmt: skip
-    assert period_months("quarter", date(2025, 6, 30)) == ["2025-04", "2025-05", "2025-06"]
+    )  # fmt: skip
+    assert period_months("quarter", date(2025, 6, 30)) == ("2025-04", "2025-05", "2025-06")
     ends = [e for p, e in calendar_periods_of_month("2024-12", "2025-02") if p == "rolling_12m"]
     assert ends == [date(2024, 12, 31), date(2025, 1, 31), date(2025, 2, 28)]
 
