@@ -92,7 +92,9 @@ def bodies(draw: st.DrawFn, day: date | None = None, region: str | None = None) 
     }
 
 
-def make_survey(sid: str, revision: int, body: dict[str, Any], status: str = "active") -> DeathSurvey:
+def make_survey(
+    sid: str, revision: int, body: dict[str, Any], status: str = "active"
+) -> DeathSurvey:
     return DeathSurvey.model_validate(survey(sid, person_of(sid), revision, status, **body))
 
 

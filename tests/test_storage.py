@@ -119,7 +119,8 @@ def test_sink_is_idempotent_and_published_status_follows_targets(isolated: Isola
         ).fetchone()
         assert supp == (None, None, None)
         history = conn.execute(
-            "SELECT valid_from, valid_to FROM published.targets_history ORDER BY valid_from"
+            "SELECT valid_from, valid_to FROM published.targets_history "
+            "WHERE indicator_id = 'registry_coverage' ORDER BY valid_from"
         ).fetchall()
         assert history == [(date(2020, 1, 1), date(2026, 1, 1)), (date(2026, 1, 1), None)]
 
