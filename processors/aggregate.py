@@ -88,9 +88,9 @@ class Aggregator:
             fp = value.get("fp") if isinstance(value, dict) else None
             if fp is not None and fp != self.fingerprint:
                 raise CatalogueChanged(
-                    f"state {key.decode()} was built with another indicator catalogue: replay "
-                    "the topics into a new worker state (`palliwatch replay`, or a new "
-                    "PALLIWATCH_APP_ID) after a catalogue edit"
+                    f"state {key.decode()} was built with another indicator catalogue: after a "
+                    "catalogue edit, start the worker with a new PALLIWATCH_APP_ID so it "
+                    "rebuilds its state from the topics (see README, Operations)"
                 )
         self.cache[key] = value
         return value
