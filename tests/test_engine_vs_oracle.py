@@ -78,3 +78,21 @@ def test_structure_only_history() -> None:
          for u in h.units], AS_OF)  # fmt: skip
     want = oracle_of(h, AS_OF)
     assert differences(sim.rows, want) == []
+
+
+def test_every_indicator_is_produced_for_every_scope_period_and_breakdown_it_applies_to() -> None:
+    sim, _ = run_sim(3, 250)
+    cat = sim.cat
+    expected = {
+        (ind.id, stype, ptype, dim)
+        for ind in cat.indicators.values()
+        for ptype in ind.periods
+        for stype in cat.scopes_for(ind, ptype)
+        for dim in ("all", *cat.breakdowns_for(ind, stype, ptype))
+    }
+    produced = {(k[0], k[1], k[4], k[3].split(":", 1)[0]) for k in sim.rows}
+    assert produced == expected
+    # Every domain indicator, including every structural one at every municipality.
+    assert {k[0] for k in sim.rows} == set(cat.indicators)
+    munis = {k[2] for k in sim.rows if k[0] == "on_call_24_7_available" and k[1] == "municipality"}
+    assert len(munis) == 290
