@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
 
 RECORDS_CONSUMED = Counter(
     "palliwatch_records_consumed_total", "Records consumed from contract topics", ["topic"]
@@ -42,3 +46,75 @@ LAST_EVENT_TIME = Gauge(
     "submitted_at of the newest valid survey seen, per region",
     ["region"],
 )
+PROCESSING_LATENCY = Histogram(
+    "palliwatch_processing_latency_seconds",
+    "From a survey's submitted_at to its indicator rows being durable (the newest survey of "
+    "each scope-delta message; backfilled and late-registered surveys land in the top buckets)",
+    buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 86400),
+)
+
+
+class _SnapshotCollector:
+    """A gauge family whose samples are replaced as a whole (stale label sets disappear).
+
+    Used for values read from Faust (consumer lag, table sizes) where a partition or table that
+    is no longer assigned must stop being reported, which a labelled Gauge would keep forever.
+    """
+
+    def __init__(self, name: str, documentation: str, labels: tuple[str, ...]) -> None:
+        self.name, self.documentation, self.labels = name, documentation, labels
+        self._samples: dict[tuple[str, ...], float] = {}
+
+    def replace(self, samples: dict[tuple[str, ...], float]) -> None:
+        self._samples = dict(samples)
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(self.name, self.documentation, labels=list(self.labels))
+        for labels, value in sorted(self._samples.items()):
+            family.add_metric(list(labels), value)
+        yield family
+
+    def describe(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(self.name, self.documentation, labels=list(self.labels))
+
+
+CONSUMER_LAG = _SnapshotCollector(
+    "palliwatch_consumer_lag",
+    "Records in an assigned partition not yet committed by this worker "
+    "(partition highwater minus committed offset), refreshed every few seconds",
+    ("topic", "partition"),
+)
+TABLE_KEYS = _SnapshotCollector(
+    "palliwatch_table_keys", "Keys held in a Faust state table by this worker", ("table",)
+)
+REGISTRY.register(CONSUMER_LAG)
+REGISTRY.register(TABLE_KEYS)
+
+
+async def observe_faust(app: Any, sources: Mapping[str, str]) -> None:
+    """Refresh ``palliwatch_consumer_lag`` and ``palliwatch_table_keys`` from a Faust app.
+
+    ``sources`` maps the (namespaced) topic names the agents consume to their metric label.
+    Lag is the partition's highwater minus the offset this worker committed (Kafka's "next
+    offset to read"); before the first commit on a partition, minus the partition's first
+    offset. Only partitions assigned to this worker are reported.
+    """
+    from faust.exceptions import NotReady  # the worker's dependency, not the sink's
+
+    TABLE_KEYS.replace({(name,): float(len(table)) for name, table in app.tables.items()})
+    try:
+        tps = [tp for tp in app.consumer.assignment() if tp.topic in sources]
+        highwaters = await app.consumer.highwaters(*tps) if tps else {}
+        committed = {tp: app.consumer._committed_offset.get(tp) for tp in highwaters}
+        missing = [tp for tp, offset in committed.items() if offset is None]
+        if missing:
+            committed.update(await app.consumer.earliest_offsets(*missing))
+    except NotReady:
+        return  # the consumer is not started yet, or is rebalancing: keep the last snapshot
+    CONSUMER_LAG.replace(
+        {
+            (sources[tp.topic], str(tp.partition)): float(max(0, high - (committed[tp] or 0)))
+            for tp, high in highwaters.items()
+            if high is not None
+        }
+    )

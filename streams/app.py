@@ -259,6 +259,7 @@ async def apply_surveys(stream: Any) -> None:
     cat = catalogue()
     async for events in stream.take_events(SURVEY_BATCH, within=BATCH_WITHIN_S):
         per_scope: dict[str, list[list[Any]]] = {}
+        newest: dict[str, float] = {}  # metrics: newest submitted_at per scope message
         for event in events:
             survey = DeathSurvey.model_validate_json(event.value)
             key = event.key
@@ -272,6 +273,7 @@ async def apply_surveys(stream: Any) -> None:
                 wire = delta.to_wire(partition)
                 for scope in (delta.contribution.region, NATION):
                     per_scope.setdefault(scope, []).append(wire)
+                    newest[scope] = max(newest.get(scope, 0.0), survey.submitted_at.timestamp())
             if outcome == "applied" and survey.status == "active":
                 metrics.LAST_EVENT_TIME.labels(survey.region_code).set(
                     survey.submitted_at.timestamp()
@@ -279,7 +281,8 @@ async def apply_surveys(stream: Any) -> None:
         # One message per scope and batch: the aggregation reads one record, not thousands.
         for scope, wires in sorted(per_scope.items()):
             scope_topic.send_soon(
-                key=scope.encode(), value=orjson.dumps({"kind": "survey", "d": wires})
+                key=scope.encode(),
+                value=orjson.dumps({"kind": "survey", "d": wires, "t": newest[scope]}),
             )
 
 
@@ -345,12 +348,15 @@ async def aggregate_scopes(stream: Any) -> None:
     agg = Aggregator(scope_months, catalogue())
     async for events in stream.take_events(SCOPE_BATCH, within=BATCH_WITHIN_S):
         official_rows: list[OfficialRow] = []
+        submitted: list[float] = []  # metrics: the newest submitted_at of each survey message
         for event in events:
             scope = event.key.decode()
             msg = orjson.loads(event.value)
             kind = msg["kind"]
             if kind == "survey":
                 agg.apply_survey_deltas(scope, msg["d"])
+                if "t" in msg:
+                    submitted.append(msg["t"])
             elif kind == "official":
                 agg.apply_official(scope, msg["region_code"], msg["month"], msg["deaths"])
                 if scope != NATION:
@@ -368,6 +374,9 @@ async def aggregate_scopes(stream: Any) -> None:
         metrics.REDELIVERED_DELTAS.inc(agg.redelivered)
         agg.commit()
         await write_indicators(agg.evaluate(settings.as_of()), official_rows)
+        durable = datetime.now(UTC).timestamp()
+        for t in submitted:
+            metrics.PROCESSING_LATENCY.observe(max(0.0, durable - t))
 
 
 @dataclass
@@ -404,6 +413,19 @@ async def reevaluate_daily() -> None:
     await write_indicators(rows, [], writer="daily")
     log.info("re-evaluated %d scopes as of %s: %d rows", len(scopes), as_of, len(rows))
     _daily.as_of, _daily.assigned = as_of, assigned
+
+
+# Metrics only: consumer lag of the agents' source partitions and state table sizes.
+_lag_sources = {
+    name: _base_name(name)
+    for topic in [*contract_topics.values(), *valid_topics.values(), by_person_topic, scope_topic]
+    for name in topic.topics
+}
+
+
+@app.timer(interval=5.0)
+async def observe_lag_and_tables() -> None:
+    await metrics.observe_faust(app, _lag_sources)
 
 
 def _make_fact_store(spec: topics.TopicSpec) -> Any:
