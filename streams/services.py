@@ -1,4 +1,4 @@
-"""Real local services as plain processes: Kafka (KRaft) and PostgreSQL, loopback only.
+"""Real local services as plain processes: Kafka (KRaft), PostgreSQL and Prometheus, loopback only.
 
 State lives under PALLIWATCH_STATE_DIR (default ``.palliwatch/`` in the repo, git-ignored).
 `up` is idempotent (a running service is left alone), waits for readiness and fails with the
@@ -8,6 +8,7 @@ reason and the log's tail when a service does not come up; `down` stops cleanly.
 from __future__ import annotations
 
 import base64
+import json
 import os
 import shutil
 import signal
@@ -15,6 +16,8 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +26,8 @@ from streams import settings as cfg
 from streams.settings import REPO_ROOT, Settings
 
 KAFKA_POM_DIR = REPO_ROOT / "deploy" / "local" / "kafka"
+PROMETHEUS_DIR = REPO_ROOT / "deploy" / "prometheus"
+LOCAL_PROMETHEUS_PORT = 19090
 
 
 class ServiceError(RuntimeError):
@@ -445,6 +450,132 @@ def pg_down(settings: Settings) -> None:
     _say("PostgreSQL stopped")
 
 
+# ---- Prometheus ----------------------------------------------------------------------------
+
+
+def prometheus_port() -> int:
+    return int(os.environ.get("PALLIWATCH_PROMETHEUS_PORT", LOCAL_PROMETHEUS_PORT))
+
+
+def ensure_prometheus_binary() -> str:
+    """Debian's prometheus package (it also provides promtool); installed when root."""
+    found = shutil.which("prometheus")
+    if found is None and os.geteuid() == 0 and shutil.which("apt-get"):
+        _say("installing Prometheus from Debian's packages ...")
+        subprocess.run(
+            ["bash", str(REPO_ROOT / "deploy" / "local" / "ensure-system-packages.sh")],
+            check=False,
+        )
+        found = shutil.which("prometheus")
+    if found is None:
+        raise ServiceError(
+            "Prometheus not found: install Debian's prometheus package "
+            "(apt-get install prometheus, or bash deploy/local/ensure-system-packages.sh)"
+        )
+    return found
+
+
+def write_prometheus_config(root: Path, targets: list[str], interval: str = "5s") -> Path:
+    """Prometheus config scraping the given worker addresses, with the project's rules.
+
+    Further workers can be added without a restart: Prometheus also reads every
+    ``<root>/targets/*.json`` file (``[{"targets": ["127.0.0.1:6067"]}]``). JSON is YAML, so no
+    YAML library is needed at runtime.
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "targets").mkdir(exist_ok=True)
+    config = {
+        "global": {"scrape_interval": interval, "evaluation_interval": interval},
+        "rule_files": [str(PROMETHEUS_DIR / "rules" / "*.yml")],
+        "scrape_configs": [
+            {
+                "job_name": "palliwatch-worker",
+                "static_configs": [{"targets": targets}],
+                "file_sd_configs": [{"files": [str(root / "targets" / "*.json")]}],
+            }
+        ],
+    }
+    path = root / "prometheus.yml"
+    text = json.dumps(config, indent=2) + "\n"
+    if not path.exists() or path.read_text() != text:
+        path.write_text(text)
+    return path
+
+
+def prometheus_ready(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/-/ready", timeout=2) as r:
+            return bool(r.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def start_prometheus(
+    root: Path, port: int, targets: list[str], timeout_s: float = 60.0
+) -> subprocess.Popen[bytes]:
+    """Start a Prometheus on 127.0.0.1:``port`` with its config, data and log under ``root``;
+    return once it answers ``/-/ready``. Used by `services up` and by tests (own instance)."""
+    binary = ensure_prometheus_binary()
+    if port_open("127.0.0.1", port):
+        raise ServiceError(
+            f"port 127.0.0.1:{port} is taken by another process; stop it or set "
+            "PALLIWATCH_PROMETHEUS_PORT"
+        )
+    config = write_prometheus_config(root, targets)
+    log_path = root / "prometheus.log"
+    _say(f"starting Prometheus on 127.0.0.1:{port} (log: {log_path})")
+    with log_path.open("ab") as log_file:
+        proc = subprocess.Popen(
+            [
+                binary,
+                f"--config.file={config}",
+                f"--web.listen-address=127.0.0.1:{port}",
+                f"--storage.tsdb.path={root / 'data'}",
+                "--storage.tsdb.retention.time=7d",
+                "--web.enable-lifecycle",
+            ],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # survives the CLI; stopped by `services down`
+        )
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise ServiceError(f"Prometheus exited with {proc.returncode}:\n{_tail(log_path)}")
+        if prometheus_ready(port):
+            return proc
+        time.sleep(0.3)
+    proc.kill()
+    proc.wait()
+    raise ServiceError(f"Prometheus did not become ready in {timeout_s:.0f}s:\n{_tail(log_path)}")
+
+
+def _prometheus_root(settings: Settings) -> Path:
+    return settings.state_dir / "prometheus"
+
+
+def prometheus_up(settings: Settings) -> None:
+    """Prometheus scraping the local worker (PALLIWATCH_WEB_PORT) with the project's rules."""
+    root, port = _prometheus_root(settings), prometheus_port()
+    targets = [f"127.0.0.1:{settings.web_port}"]
+    pid_file = root / "prometheus.pid"
+    pid = _pid_alive(pid_file)
+    if pid is not None and prometheus_ready(port):
+        before = (root / "prometheus.yml").read_text() if (root / "prometheus.yml").exists() else ""
+        if write_prometheus_config(root, targets).read_text() != before:
+            os.kill(pid, signal.SIGHUP)  # reload the changed config
+            _say("Prometheus config changed: reloaded")
+        _say(f"Prometheus already running on 127.0.0.1:{port}")
+        return
+    proc = start_prometheus(root, port, targets)
+    pid_file.write_text(str(proc.pid))
+    _say(f"Prometheus is ready: http://127.0.0.1:{port} (scraping {', '.join(targets)})")
+
+
+def prometheus_down(settings: Settings) -> None:
+    _stop_pid(_prometheus_root(settings) / "prometheus.pid", "Prometheus")
+
+
 # ---- all -----------------------------------------------------------------------------------
 
 
@@ -457,9 +588,11 @@ def up(settings: Settings) -> None:
         _say("using PostgreSQL from PALLIWATCH_DATABASE_URL")
     else:
         pg_up(settings)
+    prometheus_up(settings)
 
 
 def down(settings: Settings) -> None:
+    prometheus_down(settings)
     if not settings.kafka_external:
         kafka_down(settings)
     if not settings.database_external:
@@ -477,4 +610,4 @@ def status(settings: Settings) -> dict[str, bool]:
         db_ok = True
     except DatabaseUnavailable:
         db_ok = False
-    return {"kafka": kafka_ok, "postgres": db_ok}
+    return {"kafka": kafka_ok, "postgres": db_ok, "prometheus": prometheus_ready(prometheus_port())}
