@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from streams import settings as settings_mod
+from streams.grafana_cli import register as register_grafana
 
 
 def _fail(msg: str, code: int = 2) -> None:
@@ -503,6 +504,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--every", type=float, default=10.0, help="seconds between tables")
     sp.add_argument("--seed", type=int, default=1)
     sp.set_defaults(func=cmd_demo)
+    register_grafana(sub)
     return p
 
 
