@@ -118,3 +118,22 @@ async def observe_faust(app: Any, sources: Mapping[str, str]) -> None:
             if high is not None
         }
     )
+
+
+def _initialise_label_sets() -> None:
+    """Export every known topic/reason series at 0 from the start.
+
+    Prometheus cannot see the first increase of a series that appears already at 1: ``rate`` and
+    ``increase`` (hence the dead-letter alert) need the zero before it.
+    """
+    from processors.validation import Reason
+    from streams.topics import CONTRACT_TOPICS
+
+    for spec in CONTRACT_TOPICS:
+        RECORDS_CONSUMED.labels(spec.name)
+        VALID.labels(spec.name)
+        for reason in Reason:
+            DEAD_LETTERS.labels(spec.name, reason.value)
+
+
+_initialise_label_sets()
