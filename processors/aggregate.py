@@ -14,6 +14,7 @@ the scope-deltas topic, so a worker restores exactly the state of the scopes it 
 from __future__ import annotations
 
 from collections.abc import Iterable, MutableMapping
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
@@ -42,6 +43,7 @@ from processors.engine import (
 )
 
 STRUCTURE = "structure"
+PENDING = "pending"
 
 
 class CatalogueChanged(RuntimeError):
@@ -66,9 +68,9 @@ class Aggregator:
     def _reset(self) -> None:
         self.cache: dict[bytes, dict[str, Any]] = {}
         self.changed: set[bytes] = set()
-        self.dirty_months: dict[str, set[str]] = {}
-        self.dirty_days: dict[str, set[date]] = {}
-        self.structure_from: str | None = None
+        self.pending: dict[str, Pending] = {}
+        self.busy_scopes: set[str] = set()
+        self.day_work: dict[str, date | None] = {}
         self.redelivered = 0
 
     # ---- state access --------------------------------------------------------------------
@@ -113,10 +115,35 @@ class Aggregator:
     def structure(self) -> dict[str, Any]:
         return self._load(f"{NATION}|{STRUCTURE}".encode(), new_structure)
 
+    def _pending(self, scope: str) -> Pending:
+        """What a scope still has to re-evaluate. Kept in the table, so a crash between applying
+        deltas and writing their rows loses no evaluation."""
+        p = self.pending.get(scope)
+        if p is None:
+            raw = self.table.get(f"{scope}|{PENDING}".encode())
+            p = self.pending[scope] = Pending.from_json(raw)
+        return p
+
     def _touch(self, scope: str, month: str, day: date | None) -> None:
-        self.dirty_months.setdefault(scope, set()).add(month)
+        p = self._pending(scope)
+        p.months.add(month)
         if day is not None:
-            self.dirty_days.setdefault(scope, set()).add(day)
+            p.days.add(day)
+        self.changed.add(f"{scope}|{PENDING}".encode())
+
+    def tick(self, scope: str, as_of: date) -> None:
+        """The clock's tick for one scope: evaluate what is pending, and when the date moved
+        since the scope's last daily pass, the periods the new date changes."""
+        p = self._pending(scope)
+        if p.day != as_of:
+            self.day_work[scope] = p.day
+            p.day = as_of
+            self.changed.add(f"{scope}|{PENDING}".encode())
+
+    def has_work(self) -> bool:
+        return bool(self.day_work or self.busy_scopes) or any(
+            p.busy() for p in self.pending.values()
+        )
 
     # ---- applying ------------------------------------------------------------------------
 
@@ -158,14 +185,30 @@ class Aggregator:
             )
         st["offset"] = max(st["offset"], position)
         self.changed.add(f"{NATION}|{STRUCTURE}".encode())
-        if month is not None and (self.structure_from is None or month < self.structure_from):
-            self.structure_from = month
+        p = self._pending(NATION)
+        if month is not None and (p.structure_from is None or month < p.structure_from):
+            p.structure_from = month
+            self.changed.add(f"{NATION}|{PENDING}".encode())
 
     def commit(self) -> int:
         """Write changed state back to the table; returns the number of keys written."""
+        written = len(self.changed)
         for key in self.changed:
-            self.table[key] = orjson.dumps(self.cache[key])
-        return len(self.changed)
+            scope, _, name = key.decode().partition("|")
+            if name == PENDING:
+                self.table[key] = self._pending(scope).to_json()
+            else:
+                self.table[key] = orjson.dumps(self.cache[key])
+        self.changed.clear()
+        for scope, pend in self.pending.items():
+            if pend.busy():
+                self.busy_scopes.add(scope)
+            else:
+                self.busy_scopes.discard(scope)
+        # Reloaded from the table when next needed: after a rebalance another worker may have
+        # written it.
+        self.pending = {}
+        return written
 
     # ---- evaluating ----------------------------------------------------------------------
 
@@ -195,44 +238,81 @@ class Aggregator:
         return rows
 
     def evaluate(self, as_of: date) -> list[IndicatorValue]:
-        """Rows of everything this batch touched."""
+        """Rows of everything pending, and the daily passes ticks asked for. Afterwards the
+        pending sets are empty: ``commit`` once the rows are durable."""
         rows: list[IndicatorValue] = []
         learning = set(learning_months(as_of, self.cat))
-        for scope in sorted(set(self.dirty_months) | set(self.dirty_days)):
-            dirty = self.dirty_months.get(scope, set())
-            periods = periods_for_changes(dirty, self.dirty_days.get(scope, ()), as_of, self.cat)
-            if dirty & learning:
+        for scope in sorted(self.busy_scopes | set(self.pending) | set(self.day_work)):
+            p = self._pending(scope)
+            periods = periods_for_changes(p.months, p.days, as_of, self.cat)
+            if p.months & learning:
                 # The delay distribution moved: every open period's nowcast moves with it.
                 recent = [m for m in self.months_of(scope) if m > min(learning)]
                 periods |= open_periods(recent, as_of, self.cat)
-            rows += self._evaluate(scope, periods, as_of)
-        if self.structure_from is not None:
-            st = self.structure()
-            rows += evaluate_structure(
-                st, structure_months(st, self.structure_from, as_of), as_of, self.cat
-            )
-        self._reset()
+            structure_from = p.structure_from
+            if scope in self.day_work:
+                since = self.day_work[scope]
+                periods |= periods_for_day(self.months_of(scope), as_of, since, self.cat)
+                if scope == NATION and self.table.get(f"{NATION}|{STRUCTURE}".encode()):
+                    first = None if since is None else since.strftime("%Y-%m")
+                    if structure_from is None or first is None or first < structure_from:
+                        structure_from = first or self.structure()["first_month"]
+            if periods:
+                rows += self._evaluate(scope, periods, as_of)
+            if structure_from is not None:
+                st = self.structure()
+                rows += evaluate_structure(
+                    st, structure_months(st, structure_from, as_of), as_of, self.cat
+                )
+            if p.busy():
+                p.clear()
+                self.changed.add(f"{scope}|{PENDING}".encode())
+        self.day_work.clear()
+        # Decoded state is dropped after each evaluation: the table holds it.
+        changed_state = {k: self.cache[k] for k in self.changed if k in self.cache}
+        self.cache = changed_state
         return rows
 
-    def evaluate_day(
-        self, scopes: Iterable[str], as_of: date, since: date | None
-    ) -> list[IndicatorValue]:
-        """The daily re-evaluation of ``scopes``: windows move and periods complete even when
-        no event arrives."""
-        rows: list[IndicatorValue] = []
-        for scope in sorted(scopes):
-            months = self.months_of(scope)
-            if months:
-                rows += self._evaluate(scope, periods_for_day(months, as_of, since, self.cat),
-                                       as_of)  # fmt: skip
-            if scope == NATION and self.table.get(f"{NATION}|{STRUCTURE}".encode()) is not None:
-                st = self.structure()
-                since_month = None if since is None else since.strftime("%Y-%m")
-                rows += evaluate_structure(
-                    st, structure_months(st, since_month, as_of), as_of, self.cat
-                )
-        self._reset()
-        return rows
+
+@dataclass
+class Pending:
+    """A scope's work to do: months and days touched since its rows were last written, the
+    first month of changed structure, and the date of its last daily pass."""
+
+    months: set[str] = field(default_factory=set)
+    days: set[date] = field(default_factory=set)
+    structure_from: str | None = None
+    day: date | None = None
+
+    def busy(self) -> bool:
+        return bool(self.months or self.days or self.structure_from)
+
+    def clear(self) -> None:
+        self.months.clear()
+        self.days.clear()
+        self.structure_from = None
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(
+            {
+                "m": sorted(self.months),
+                "d": sorted(d.isoformat() for d in self.days),
+                "s": self.structure_from,
+                "day": None if self.day is None else self.day.isoformat(),
+            }
+        )
+
+    @classmethod
+    def from_json(cls, raw: bytes | None) -> Pending:
+        if not raw:
+            return cls()
+        v = orjson.loads(raw)
+        return cls(
+            set(v["m"]),
+            {date.fromisoformat(d) for d in v["d"]},
+            v["s"],
+            None if v["day"] is None else date.fromisoformat(v["day"]),
+        )
 
 
 def _months_needed(periods: Iterable[tuple[str, date]], as_of: date, cat: Catalogue) -> set[str]:

@@ -46,7 +46,11 @@ def wilson_interval(successes: float, n: float, z: float = Z_95) -> tuple[float,
     denom = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
+    # centre ± half does not cancel exactly in floating point: at k = 0 or k = n the bound
+    # would miss the observed share by an ulp. The interval always holds k/n.
+    low = 0.0 if successes == 0 else max(0.0, min(p, centre - half))
+    high = 1.0 if successes == n else min(1.0, max(p, centre + half))
+    return low, high
 
 
 @dataclass(slots=True)

@@ -18,6 +18,7 @@ from processors.catalogue import Catalogue, default_catalogue
 from processors.core import IndicatorValue
 from processors.engine import NATION
 from processors.revisions import apply_revision
+from schemas.codes import regions
 
 Key = tuple[str, str, str, str, str, date]
 
@@ -72,14 +73,14 @@ class EngineSim:
             self.structure_position += 1
         self._finish(as_of)
 
-    def day(self, as_of: date, since: date | None) -> None:
-        scopes = {k.split(b"|")[0].decode() for k in self.table if k.endswith(b"|months")}
-        if f"{NATION}|structure".encode() in self.table:
-            scopes.add(NATION)
-        for v in self.agg.evaluate_day(scopes, as_of, since):
-            self.rows[v.key] = v
+    def day(self, as_of: date) -> None:
+        """The worker's clock ticks every scope; nothing else arrives."""
+        for scope in (*regions(), NATION):
+            self.agg.tick(scope, as_of)
+        self._finish(as_of)
 
     def _finish(self, as_of: date) -> None:
         self.agg.commit()
         for v in self.agg.evaluate(as_of):
             self.rows[v.key] = v
+        self.agg.commit()

@@ -91,9 +91,8 @@ SIM = settings(
         HealthCheck.large_base_example,
     ],
 )
-FAST = settings(max_examples=150, deadline=None)
+FAST = settings(max_examples=100, deadline=None)
 
-COUNT_FIELDS = ("value", "numerator", "denominator", "n", "suppressed", "ci_low", "ci_high")
 FIGURES = ("value", "numerator", "denominator", "n", "ci_low", "ci_high", "nowcast")
 ALL_FIELDS = tuple(f.name for f in fields(IndicatorValue))
 
@@ -371,7 +370,7 @@ def test_adding_then_subtracting_contributions_leaves_every_counter_zero(
     assert all_zero(via_delta)
 
 
-@settings(SIM, max_examples=15)
+@settings(SIM, max_examples=10)
 @given(
     many_histories(max_size=10).flatmap(
         lambda hs: st.tuples(
@@ -388,9 +387,10 @@ def test_a_withdrawal_equals_never_having_sent_the_survey(
     offs: list[OfficialDeaths],
     same_batch: bool,
 ) -> None:
-    """Surveys (with their own corrections) followed by the withdrawal of some of them give,
-    on every row of the run that never sent those, the same counts; the rows only the first
-    run has count nobody."""
+    """Surveys (with their own corrections) followed by the withdrawal of some of them (in the
+    same batch or a later one) give, on every row of the run that never sent those, the same
+    row — counts, value, interval, completeness and nowcast; the rows only the first run has
+    (touched cells keep existing) count nobody: n = 0, or suppressed with every figure null."""
     histories, withdrawn, order = case
     gone = {h[0].survey_id for h, w in zip(histories, withdrawn, strict=True) if w}
     withdrawals = [
@@ -403,7 +403,7 @@ def test_a_withdrawal_equals_never_having_sent_the_survey(
     else:
         with_them = run([(order, 0), (withdrawals, 0)], offs)
     without = run([([s for s in order if s.survey_id not in gone], 0)], offs)
-    assert row_diffs(with_them.rows, without.rows, COUNT_FIELDS) == []
+    assert row_diffs(with_them.rows, without.rows, ALL_FIELDS) == []
     extra = [r for k, r in with_them.rows.items() if k not in without.rows]
     assert [r for r in extra if not empty(r)] == []
 
@@ -418,7 +418,7 @@ def _body(s: DeathSurvey) -> dict[str, Any]:
 # ---- 2. order independence ------------------------------------------------------------------
 
 
-@settings(SIM, max_examples=20)
+@settings(SIM, max_examples=14)
 @given(
     many_histories(max_size=12).flatmap(
         lambda hs: st.tuples(
@@ -447,7 +447,7 @@ def test_final_rows_do_not_depend_on_arrival_order_batches_or_redelivery(
 # ---- 3. corrections and stale revisions ----------------------------------------------------
 
 
-@settings(SIM, max_examples=15)
+@settings(SIM, max_examples=10)
 @given(
     st.integers(1, 6).flatmap(
         lambda n: st.tuples(
@@ -638,7 +638,7 @@ def test_full_catalogue_rows_match_counts_and_suppress_exactly_below_min_n(
     check_against_counts(sim, order, offs, FULL)
 
 
-@settings(SIM, max_examples=15)
+@settings(SIM, max_examples=10)
 @given(_suppression_case(max_size=25), officials(max_size=12))
 def test_lean_catalogue_rows_match_counts_and_suppress_exactly_below_min_n(
     case: tuple[list[DeathSurvey], list[tuple[list[DeathSurvey], int]]],
@@ -669,16 +669,10 @@ def test_wilson_interval_lies_in_the_unit_interval_and_holds_k_over_n_up_to_roun
     assert low - 1e-12 <= k / n <= high + 1e-12
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="wilson_interval rounds the bound at k = 0 to a tiny positive number (and at k = n "
-    "to just below 1): centre - half and centre + half are computed separately, so e.g. "
-    "wilson_interval(0, 3) = (5.55e-17, 0.561...) and wilson_interval(10, 10) = "
-    "(0.722..., 0.9999999999999999) — the interval does not contain k/n",
-)
 @FAST
 @given(counts)
 @example((0, 3))
+@example((10, 10))
 def test_wilson_interval_contains_k_over_n(kn: tuple[int, int]) -> None:
     k, n = kn
     interval = wilson_interval(k, n)
