@@ -41,7 +41,7 @@ class Settings:
     # Evaluate as of this date instead of today (reproducing an evaluation; tests).
     as_of_date: date | None = None
     # How often the worker checks whether the date moved (daily re-evaluation).
-    reevaluate_seconds: float = 60.0
+    reevaluate_seconds: float = 10.0
 
     def as_of(self) -> date:
         """The evaluation date: PALLIWATCH_AS_OF, else today in UTC."""
@@ -78,7 +78,7 @@ def load() -> Settings:
         partitions=int(env.get("PALLIWATCH_PARTITIONS", "4")),
         topic_namespace=env.get("PALLIWATCH_TOPIC_NAMESPACE", ""),
         as_of_date=_date(env.get("PALLIWATCH_AS_OF")),
-        reevaluate_seconds=float(env.get("PALLIWATCH_REEVALUATE_SECONDS", "60")),
+        reevaluate_seconds=float(env.get("PALLIWATCH_REEVALUATE_SECONDS", "10")),
     )
 
 
