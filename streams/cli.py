@@ -205,10 +205,18 @@ def preflight(s: settings_mod.Settings) -> None:
 def cmd_worker(args: argparse.Namespace) -> None:
     import faust
 
+    from streams import logs
+
     preflight(settings_mod.load())
     from streams.app import app
 
-    worker = faust.Worker(app, loglevel=args.loglevel, quiet=True, redirect_stdouts=False)
+    worker = faust.Worker(
+        app,
+        loglevel=args.loglevel,
+        quiet=True,
+        redirect_stdouts=False,
+        logging_config=logs.worker_logging_config(args.loglevel),  # PALLIWATCH_LOG_FORMAT
+    )
     worker.execute_from_commandline()
 
 
@@ -509,9 +517,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
-    logging.basicConfig(
-        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    from streams import logs
+
+    logs.configure_cli(logging.WARNING)  # text, or JSON lines with PALLIWATCH_LOG_FORMAT=json
     # kafka-python logs every reconnect attempt at ERROR; our own messages say what to do.
     logging.getLogger("kafka").setLevel(logging.CRITICAL)
     args = build_parser().parse_args(argv)
