@@ -137,7 +137,8 @@ def _sql_rules() -> list[SqlRule]:
             "{{ $labels.region_name }} ({{ $labels.region }}) has sent no death surveys for "
             "{{ $values.V.Value }} days (limit " + str(SILENCE_DAYS) + ").",
             "Arrivals by day from published.survey_arrivals_daily. A region that never sent "
-            "one fires only while other regions send.",
+            "one counts as silent since the first survey from any region, so it fires only "
+            "while other regions send.",
             "30m",
             team="registry",
             indicator_column="'survey_arrivals'::text AS indicator",

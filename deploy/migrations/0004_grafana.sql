@@ -100,24 +100,26 @@ SELECT region_code AS region, region_name, indicator_id AS indicator, family, pe
        CASE WHEN abs(z) >= 2.5758 THEN 1 ELSE 0 END AS breach
 FROM tested;
 
--- Regions that have sent no survey for p_days days (by arrival day, UTC). A region that has never
--- sent one is flagged only while some other region has: on an empty installation nothing fires.
+-- Regions that have sent no survey for p_days days (by arrival day). A region that has never sent
+-- one counts as silent since the first arrival from any region, so it is flagged only while
+-- others send: on an empty installation nothing fires (days_silent is then null).
 CREATE OR REPLACE FUNCTION published.survey_silence(p_days integer)
 RETURNS TABLE (region text, region_name text, last_arrival date, days_silent integer,
                severity text, breach integer)
 LANGUAGE sql STABLE AS $fn$
     WITH last AS (
-        SELECT region_code, max(day)::date AS last_day
+        SELECT region_code, max(day)::date AS last_day, min(day)::date AS first_day
         FROM published.survey_arrivals_daily GROUP BY region_code
-    ), any_data AS (SELECT count(*) > 0 AS yes FROM last)
-    SELECT r.region_code, r.name, l.last_day,
-           (current_date - l.last_day)::integer,
-           'warning'::text,
-           CASE WHEN l.last_day IS NULL AND (SELECT yes FROM any_data) THEN 1
-                WHEN current_date - l.last_day >= p_days THEN 1
-                ELSE 0 END
-    FROM published.regions r
-    LEFT JOIN last l ON l.region_code = r.region_code
+    ), silent AS (
+        SELECT r.region_code, r.name, l.last_day,
+               (current_date - coalesce(l.last_day, (SELECT min(first_day) FROM last)))::integer
+                   AS days
+        FROM published.regions r
+        LEFT JOIN last l ON l.region_code = r.region_code
+    )
+    SELECT region_code, name, last_day, days, 'warning'::text,
+           CASE WHEN days >= p_days THEN 1 ELSE 0 END
+    FROM silent
 $fn$;
 
 DO $$
