@@ -47,7 +47,10 @@ def push(args: argparse.Namespace) -> None:
         timescaledb=not args.no_timescaledb,
     )
     api = push_mod.connect(args.url, args.token)
-    changes = push_mod.plan(api, ds, args.base_url or args.url.rstrip("/"))
+    try:
+        changes = push_mod.plan(api, ds, args.base_url or args.url.rstrip("/"))
+    except Exception as e:  # grafana-client raises its own and niquests' errors
+        raise SystemExit(f"Grafana at {args.url} refused or is unreachable: {e}") from e
     for c in changes:
         print(f"{c.action:6} {c.kind}: {c.name}")
         if args.dry_run:

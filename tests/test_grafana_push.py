@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+import socket
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -260,3 +261,11 @@ def test_contract_dry_run_writes_nothing_and_prints_the_diff(
         ("PUT", "/api/v1/provisioning/contact-points/pw-contact-region-09"),
     ]
     assert fake.dashboards[dashboards.OVERVIEW_UID]["dashboard"]["version"] == 2
+
+
+def test_unreachable_grafana_is_a_clear_error() -> None:
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(SystemExit, match="refused or is unreachable"):
+        push(f"http://127.0.0.1:{port}")
