@@ -54,39 +54,47 @@ def migration_files(directory: Path = MIGRATIONS_DIR) -> list[Path]:
 def migrate(settings: Settings, directory: Path = MIGRATIONS_DIR) -> list[str]:
     """Apply pending migrations; return the names applied (empty when up to date)."""
     applied_now: list[str] = []
-    with connect(settings) as conn:
-        with conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
-            conn.execute(
-                """CREATE TABLE IF NOT EXISTS schema_migrations (
-                       version text PRIMARY KEY,
-                       name text NOT NULL,
-                       sha256 text NOT NULL,
-                       applied_at timestamptz NOT NULL DEFAULT now())"""
-            )
-        for path in migration_files(directory):
-            sql = path.read_text(encoding="utf-8")
-            digest = hashlib.sha256(sql.encode()).hexdigest()
-            with conn.transaction():
-                conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
-                row = conn.execute(
-                    "SELECT sha256 FROM schema_migrations WHERE version = %s", (path.name[:4],)
-                ).fetchone()
-                if row is not None:
-                    if row[0] != digest:
-                        raise RuntimeError(
-                            f"migration {path.name} changed after it was applied; add a new "
-                            "migration instead of editing an applied one"
-                        )
-                    continue
-                conn.execute(sql)  # type: ignore[call-overload,unused-ignore]
-                conn.execute(
-                    "INSERT INTO schema_migrations (version, name, sha256) VALUES (%s, %s, %s)",
-                    (path.name[:4], path.name, digest),
-                )
-                applied_now.append(path.name)
-        seed_reference_data(conn)
+    with connect(settings, autocommit=True) as conn:
+        # One session-level lock for the whole run (migrations and seeding): two concurrent
+        # `migrate` calls then apply everything once, in order, and never seed at the same time.
+        conn.execute("SELECT pg_advisory_lock(%s)", (_MIGRATION_LOCK,))
+        try:
+            _migrate_locked(conn, directory, applied_now)
+            seed_reference_data(conn)
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (_MIGRATION_LOCK,))
     return applied_now
+
+
+def _migrate_locked(conn: psycopg.Connection, directory: Path, applied_now: list[str]) -> None:
+    with conn.transaction():
+        conn.execute(
+            """CREATE TABLE IF NOT EXISTS schema_migrations (
+                   version text PRIMARY KEY,
+                   name text NOT NULL,
+                   sha256 text NOT NULL,
+                   applied_at timestamptz NOT NULL DEFAULT now())"""
+        )
+    for path in migration_files(directory):
+        sql = path.read_text(encoding="utf-8")
+        digest = hashlib.sha256(sql.encode()).hexdigest()
+        with conn.transaction():
+            row = conn.execute(
+                "SELECT sha256 FROM schema_migrations WHERE version = %s", (path.name[:4],)
+            ).fetchone()
+            if row is not None:
+                if row[0] != digest:
+                    raise RuntimeError(
+                        f"migration {path.name} changed after it was applied; add a new "
+                        "migration instead of editing an applied one"
+                    )
+                continue
+            conn.execute(sql)  # type: ignore[call-overload,unused-ignore]
+            conn.execute(
+                "INSERT INTO schema_migrations (version, name, sha256) VALUES (%s, %s, %s)",
+                (path.name[:4], path.name, digest),
+            )
+            applied_now.append(path.name)
 
 
 def seed_reference_data(conn: psycopg.Connection) -> None:
@@ -134,8 +142,20 @@ def seed_catalogue(conn: psycopg.Connection) -> None:
                    direction, unit, min_n, periods, scopes, breakdowns, position)
                VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
             [
-                (i.id, i.family, i.title_en, i.title_sv, i.kind, i.direction, i.unit, i.min_n,
-                 list(i.periods), list(i.scopes), list(i.breakdowns), pos)
+                (
+                    i.id,
+                    i.family,
+                    i.title_en,
+                    i.title_sv,
+                    i.kind,
+                    i.direction,
+                    i.unit,
+                    i.min_n,
+                    list(i.periods),
+                    list(i.scopes),
+                    list(i.breakdowns),
+                    pos,
+                )
                 for pos, i in enumerate(cat.indicators.values())
             ],  # fmt: skip
         )

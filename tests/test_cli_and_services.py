@@ -122,9 +122,10 @@ def test_compose_file_is_complete_and_binds_loopback_only() -> None:
 @pytest.mark.integration
 def test_services_up_is_idempotent(local_stack: Settings) -> None:
     services.up(local_stack)  # already running: must leave it alone and succeed
-    assert services.status(local_stack) == {"kafka": True, "postgres": True}
+    assert services.status(local_stack) == {"kafka": True, "postgres": True, "prometheus": True}
     r = run_cli("services", "status")
     assert r.returncode == 0 and "kafka     up" in r.stdout and "postgres  up" in r.stdout
+    assert "prometheus" in r.stdout
 
 
 @pytest.mark.integration
