@@ -31,7 +31,7 @@ test: install lint
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy streams processors schemas
+	$(BIN)/mypy streams processors schemas grafana
 
 unit: install
 	$(BIN)/pytest -q -m "not integration"

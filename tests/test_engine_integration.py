@@ -15,9 +15,9 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from processors.oracle import oracle
 
 from processors.catalogue import DEFAULT_PATH, parse_catalogue
+from processors.oracle import oracle
 from schemas.models import DeathSurvey, OfficialDeaths, Population, UnitEvent
 from streams.producer import make_producer, send_records
 from streams.topics import DEATH_SURVEYS, OFFICIAL_DEATHS, POPULATION, UNIT_EVENTS
