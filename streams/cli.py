@@ -226,6 +226,19 @@ def cmd_bench(args: argparse.Namespace) -> None:
     from processors.db import DatabaseUnavailable
     from streams.bench import bench_storage
 
+    if args.target == "pipeline":
+        from streams.bench_pipeline import bench_pipeline, print_results
+
+        s = settings_mod.load()
+        preflight(s)
+        results = bench_pipeline(
+            s, surveys=args.surveys, months=args.months, live_seconds=args.live_seconds,
+            rate=args.rate,
+        )  # fmt: skip
+        out = s.state_dir / "bench-pipeline.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        print_results(results, out)
+        return
     try:
         results = bench_storage(settings_mod.load(), years=args.years, runs=args.runs)
     except DatabaseUnavailable as e:
@@ -481,9 +494,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=cmd_worker)
 
     sp = sub.add_parser("bench", help="benchmarks that print figures")
-    sp.add_argument("target", choices=("storage",))
-    sp.add_argument("--years", type=int, default=10)
-    sp.add_argument("--runs", type=int, default=5)
+    sp.add_argument("target", choices=("storage", "pipeline"))
+    sp.add_argument("--years", type=int, default=10, help="storage: years of indicator rows")
+    sp.add_argument("--runs", type=int, default=5, help="storage: repetitions")
+    sp.add_argument("--surveys", type=int, default=1_000_000, help="pipeline: backfill size")
+    sp.add_argument("--months", type=int, default=24, help="pipeline: months of deaths")
+    sp.add_argument("--live-seconds", type=float, default=60.0, help="pipeline: live phase")
+    sp.add_argument("--rate", type=float, default=200.0, help="pipeline: live surveys per second")
     sp.set_defaults(func=cmd_bench)
 
     sp = sub.add_parser("schemas", help="export or check the JSON Schema files of the contracts")

@@ -1,0 +1,334 @@
+"""`palliwatch bench pipeline`: the whole worker, measured on the real local broker and database.
+
+1. Backfill: N simulated surveys (with their corrections and withdrawals), official deaths,
+   units and population are produced to a fresh topic namespace first; then one worker starts
+   and works through them. Throughput = survey records / time from the worker's first consumed
+   record to the moment its consumer group has committed every input partition to its end and
+   the last rows are written (read from the group's committed offsets and the worker's
+   /metrics). The raw aiokafka consume rate of the same survey topic, measured in the same run,
+   is the ceiling; the ratio between the two is printed.
+2. Live latency: surveys produced at a steady rate (default 200/s) with submitted_at = now;
+   p50/p99 from submission to durable indicator rows, from the worker's
+   palliwatch_processing_latency_seconds histogram (differences before/after the live phase).
+3. Peak RSS of the worker process (VmHWM).
+Figures are printed and written to .palliwatch/bench-pipeline.json.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+import psycopg
+
+from processors.db import migrate
+from streams.kafka_admin import delete_topics, ensure_topics
+from streams.settings import REPO_ROOT, Settings
+from streams.topics import (
+    CATALOGUE,
+    DEATH_SURVEYS,
+    OFFICIAL_DEATHS,
+    POPULATION,
+    UNIT_EVENTS,
+)
+
+
+@dataclasses.dataclass
+class Run:
+    settings: Settings
+    env: dict[str, str]
+    db_name: str
+    admin_url: str
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _prepare(base: Settings) -> Run:
+    tag = "bench" + uuid.uuid4().hex[:8]
+    db_name = f"palliwatch_{tag}"
+    with psycopg.connect(base.database_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{db_name}"')
+    s = dataclasses.replace(
+        base,
+        database_url=base.database_url.rsplit("/", 1)[0] + f"/{db_name}",
+        app_id=f"palliwatch-{tag}",
+        topic_namespace=tag,
+        web_port=_free_port(),
+    )
+    state = base.state_dir / "bench" / tag
+    state.mkdir(parents=True, exist_ok=True)
+    env = {
+        **os.environ,
+        "PALLIWATCH_KAFKA_BOOTSTRAP": s.kafka_bootstrap,
+        "PALLIWATCH_DATABASE_URL": s.database_url,
+        "PALLIWATCH_APP_ID": s.app_id,
+        "PALLIWATCH_TOPIC_NAMESPACE": s.topic_namespace,
+        "PALLIWATCH_WEB_PORT": str(s.web_port),
+        "PALLIWATCH_PARTITIONS": str(s.partitions),
+        "PALLIWATCH_STATE_DIR": str(state),
+        "PALLIWATCH_REEVALUATE_SECONDS": "1",
+    }
+    migrate(s)
+    ensure_topics(s)
+    return Run(s, env, db_name, base.database_url)
+
+
+def _cleanup(run: Run) -> None:
+    delete_topics(run.settings, [run.settings.topic(t) for t in CATALOGUE])
+    with psycopg.connect(run.admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{run.db_name}" WITH (FORCE)')
+
+
+def _metrics(port: int) -> dict[str, float]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
+            text = r.read().decode()
+    except OSError:
+        return {}
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            out[name] = float(value)
+    return out
+
+
+def _sum(m: dict[str, float], prefix: str) -> float:
+    return sum(v for k, v in m.items() if k.startswith(prefix))
+
+
+def _rss_kib(pid: int, field: str) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def _group_done(s: Settings, topics: list[str]) -> bool:
+    """Has the worker's consumer group committed every partition of ``topics`` to its end?"""
+    from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+
+    admin = KafkaAdminClient(bootstrap_servers=s.kafka_bootstrap)
+    consumer = KafkaConsumer(bootstrap_servers=s.kafka_bootstrap)
+    try:
+        committed = admin.list_consumer_group_offsets(s.app_id)
+        parts = [
+            TopicPartition(t, p) for t in topics for p in (consumer.partitions_for_topic(t) or [])
+        ]
+        ends = consumer.end_offsets(parts)
+        for tp in parts:
+            meta = committed.get(tp)
+            if ends[tp] > 0 and (meta is None or meta.offset < ends[tp]):
+                return False
+        return True
+    finally:
+        consumer.close()
+        admin.close()
+
+
+async def _raw_consume_rate(s: Settings, topic: str, expected: int) -> tuple[float, int]:
+    """Records per second a bare aiokafka consumer reads from ``topic`` (no processing)."""
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=s.kafka_bootstrap,
+        group_id=None,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+    )
+    await consumer.start()
+    try:
+        n = 0
+        started = time.perf_counter()
+        while n < expected:
+            batch = await consumer.getmany(timeout_ms=1000, max_records=10_000)
+            if not batch:
+                break
+            n += sum(len(v) for v in batch.values())
+        return n / (time.perf_counter() - started), n
+    finally:
+        await consumer.stop()
+
+
+def _histogram(m: dict[str, float], name: str) -> list[tuple[float, float]]:
+    """Cumulative (upper bound, count) pairs of a Prometheus histogram."""
+    out = []
+    for k, v in m.items():
+        if k.startswith(name + "_bucket{"):
+            le = k.split('le="', 1)[1].split('"', 1)[0]
+            out.append((float("inf") if le == "+Inf" else float(le), v))
+    return sorted(out)
+
+
+def _quantile(q: float, before: list[tuple[float, float]], after: list[tuple[float, float]]):
+    """histogram_quantile over the difference of two snapshots (linear within a bucket)."""
+    prev = dict(before)
+    buckets = [(le, c - prev.get(le, 0.0)) for le, c in after]
+    total = buckets[-1][1] if buckets else 0
+    if total <= 0:
+        return None
+    rank = q * total
+    lower, lower_count = 0.0, 0.0
+    for le, count in buckets:
+        if count >= rank:
+            if le == float("inf"):
+                return lower
+            return lower + (le - lower) * (rank - lower_count) / max(count - lower_count, 1e-9)
+        lower, lower_count = le, count
+    return None
+
+
+def bench_pipeline(
+    base: Settings, surveys: int, months: int, live_seconds: float, rate: float, seed: int = 17
+) -> dict[str, Any]:
+    from streams.producer import make_producer, send_records
+    from streams.simulator import (
+        SurveyFactory,
+        complete_months_before,
+        official_deaths_records,
+        population_records,
+        unit_events_records,
+    )
+
+    run = _prepare(base)
+    s = run.settings
+    proc: subprocess.Popen[bytes] | None = None
+    try:
+        now = datetime.now(UTC)
+        month_list = complete_months_before(now, months)
+        t0 = time.perf_counter()
+        records = list(SurveyFactory(seed=seed).backfill(surveys, month_list, now))
+        generated_s = time.perf_counter() - t0
+        producer = make_producer(s)
+        send_records(producer, s, OFFICIAL_DEATHS, official_deaths_records(month_list, now))
+        years = sorted({int(m[:4]) for m in month_list} | {now.year})
+        send_records(producer, s, POPULATION, population_records(years))
+        send_records(producer, s, UNIT_EVENTS, unit_events_records())
+        t0 = time.perf_counter()
+        sent = send_records(producer, s, DEATH_SURVEYS, records)
+        produce_rate = sent / (time.perf_counter() - t0)
+        print(f"[bench] produced {sent} survey records ({produce_rate:,.0f}/s)", flush=True)
+
+        ceiling, read = asyncio.run(_raw_consume_rate(s, s.topic(DEATH_SURVEYS), sent))
+        print(f"[bench] raw aiokafka consume: {ceiling:,.0f} records/s ({read})", flush=True)
+
+        log_path = Path(run.env["PALLIWATCH_STATE_DIR"]) / "worker.log"
+        log = log_path.open("ab")
+        started = time.perf_counter()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streams.cli", "worker"],
+            cwd=REPO_ROOT,
+            env=run.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        first_at: float | None = None
+        inputs = [s.topic(t) for t in CATALOGUE if not t.name.startswith("palliwatch.indicators")]
+        inputs = [t for t in inputs if "dead-letter" not in t]
+        survey_label = 'palliwatch_records_consumed_total{topic="registry.death-surveys.v1"}'
+        last_print = 0.0
+        while True:
+            time.sleep(0.5)
+            if proc.poll() is not None:
+                raise RuntimeError(f"the worker exited with {proc.returncode}; see {log_path}")
+            m = _metrics(s.web_port)
+            consumed = m.get(survey_label, 0.0)
+            if first_at is None and consumed > 0:
+                first_at = time.perf_counter()
+            if time.perf_counter() - last_print > 10:
+                last_print = time.perf_counter()
+                print(
+                    f"[bench] {time.perf_counter() - started:6.0f}s consumed {consumed:,.0f}"
+                    f" rows {_sum(m, 'palliwatch_indicator_rows_written_total '):,.0f}"
+                    f" rss {_rss_kib(proc.pid, 'VmRSS') / 1024:,.0f} MiB",
+                    flush=True,
+                )
+            if consumed >= sent and _group_done(s, inputs):
+                done_at = time.perf_counter()
+                break
+        assert first_at is not None
+        backfill_s = done_at - first_at
+        throughput = sent / backfill_s
+        print(f"[bench] backfill done: {throughput:,.0f} surveys/s ({backfill_s:.1f} s)")
+
+        # Live phase: steady rate, submitted_at = now.
+        from streams.simulator import live_id_prefix
+
+        before = _histogram(_metrics(s.web_port), "palliwatch_processing_latency_seconds")
+        factory = SurveyFactory(seed=seed + 1, id_prefix=live_id_prefix(time.time()))
+        live_sent = 0
+        t_start = time.perf_counter()
+        while time.perf_counter() - t_start < live_seconds:
+            target = int((time.perf_counter() - t_start) * rate)
+            while live_sent < target:
+                record = factory.live(datetime.now(UTC))
+                producer.send(
+                    s.topic(DEATH_SURVEYS),
+                    key=record["survey_id"].encode(),
+                    value=orjson.dumps(record),
+                )
+                live_sent += 1
+            producer.flush()
+            time.sleep(0.01)
+        time.sleep(5)  # the last ones through
+        after = _histogram(_metrics(s.web_port), "palliwatch_processing_latency_seconds")
+        p50 = _quantile(0.5, before, after)
+        p99 = _quantile(0.99, before, after)
+        peak_rss = _rss_kib(proc.pid, "VmHWM") / 1024
+        producer.close()
+        results = {
+            "measured_at": datetime.now(UTC).isoformat(),
+            "surveys": surveys,
+            "survey_records": sent,
+            "months": months,
+            "generate_seconds": round(generated_s, 1),
+            "produce_records_per_s": round(produce_rate),
+            "raw_consume_records_per_s": round(ceiling),
+            "backfill_seconds": round(backfill_s, 1),
+            "backfill_surveys_per_s": round(throughput),
+            "ratio_to_raw_consume": round(throughput / ceiling, 4),
+            "live_rate_per_s": rate,
+            "live_seconds": live_seconds,
+            "live_latency_p50_s": None if p50 is None else round(p50, 3),
+            "live_latency_p99_s": None if p99 is None else round(p99, 3),
+            "worker_peak_rss_mib": round(peak_rss),
+        }
+        return results
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        _cleanup(run)
+
+
+def print_results(results: dict[str, Any], out: Path) -> None:
+    width = max(len(k) for k in results)
+    for k, v in results.items():
+        print(f"  {k:<{width}}  {v}")
+    out.write_text(json.dumps(results, indent=2))
+    print(f"[bench] written to {out}")
