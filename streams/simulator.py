@@ -247,7 +247,7 @@ def population_records(years: list[int], seed: int = 7) -> list[dict[str, Any]]:
     return out
 
 
-def _unit(
+def unit_event_record(
     unit_id: str,
     region: str,
     municipality: str,
@@ -306,7 +306,7 @@ def unit_events_records(seed: int = 5, start: date = STRUCTURE_START) -> list[di
         n_inpatient = 1 if beds < 15 else 2
         for k in range(n_inpatient):
             out.append(
-                _unit(
+                unit_event_record(
                     f"pal-{code}-1{k}", code, seat,
                     "inpatient_hospital" if k == 0 else "inpatient_non_hospital",
                     start, [], beds=beds // n_inpatient, hours="24_7",
@@ -316,7 +316,7 @@ def unit_events_records(seed: int = 5, start: date = STRUCTURE_START) -> list[di
             )  # fmt: skip
         covered = [m for m in munis if rng.random() > 0.12] or [seat]
         out.append(
-            _unit(
+            unit_event_record(
                 f"pal-{code}-20", code, seat, "specialised_home_care", start, covered,
                 children=rng.random() > 0.2,
                 physicians=round(per_100k * rng.uniform(0.5, 2.0), 1),
@@ -324,7 +324,7 @@ def unit_events_records(seed: int = 5, start: date = STRUCTURE_START) -> list[di
             )
         )  # fmt: skip
         out.append(
-            _unit(
+            unit_event_record(
                 f"pal-{code}-30", code, seat, "consult_team", start, munis,
                 all_diagnoses=rng.random() > 0.25,
                 physicians=round(per_100k * rng.uniform(0.2, 0.8), 1),
@@ -332,17 +332,24 @@ def unit_events_records(seed: int = 5, start: date = STRUCTURE_START) -> list[di
             )
         )  # fmt: skip
         if rng.random() < 0.5:
-            out.append(_unit(f"pal-{code}-40", code, seat, "outpatient_clinic", start, munis))
+            out.append(
+                unit_event_record(f"pal-{code}-40", code, seat, "outpatient_clinic", start, munis)
+            )
         hours = "24_7" if rng.random() < 0.6 else "office_hours_weekend"
-        out.append(_unit(f"pal-{code}-50", code, seat, "on_call_line", start, munis, hours=hours))
+        out.append(
+            unit_event_record(
+                f"pal-{code}-50", code, seat, "on_call_line", start, munis, hours=hours
+            )
+        )
     # Changes over time: one region's outpatient clinic closes, another region opens a 24/7
     # on-call line.
+    r12, r25 = municipalities_by_region()["12"], municipalities_by_region()["25"]
     out.append(
-        _unit("pal-12-40", "12", municipalities_by_region()["12"][0], "outpatient_clinic",
-              date(2025, 6, 1), list(municipalities_by_region()["12"]), event="closed")
+        unit_event_record("pal-12-40", "12", r12[0], "outpatient_clinic", date(2025, 6, 1),
+                          list(r12), event="closed")
     )  # fmt: skip
     out.append(
-        _unit("pal-25-51", "25", municipalities_by_region()["25"][0], "on_call_line",
-              date(2026, 2, 1), list(municipalities_by_region()["25"]), hours="24_7")
+        unit_event_record("pal-25-51", "25", r25[0], "on_call_line", date(2026, 2, 1),
+                          list(r25), hours="24_7")
     )  # fmt: skip
     return out

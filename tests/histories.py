@@ -13,21 +13,18 @@ import hashlib
 import random
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
+from typing import Any, get_args
 
 from schemas.codes import municipalities_by_region
+from schemas.enums import CareSetting, DiagnosisGroup, PlaceOfDeath
+from schemas.models import Measures
+from streams.simulator import unit_event_record
 
-MEASURES = (
-    "eol_conversation", "pain_assessed", "oral_health_assessed", "prn_opioid", "prn_anxiolytic",
-    "pressure_ulcer_free", "bereavement_followup_offered", "individual_plan",
-    "hospital_admission_last_30d",
-)  # fmt: skip
-PLACES = ("own_home", "nursing_home", "short_term_care", "hospital",
-          "specialised_palliative_inpatient", "other")  # fmt: skip
-SETTINGS = ("specialised_home_care", "specialised_inpatient", "hospital_ward", "nursing_home",
-            "municipal_home_care", "primary_care", "other")  # fmt: skip
-DIAGNOSES = ("cancer", "heart_failure", "copd", "dementia", "stroke", "als_neuro",
-             "kidney_failure", "other")  # fmt: skip
+# The contract's code lists (one source of truth: schemas/enums.py, schemas/models.py).
+MEASURES = tuple(f for f in Measures.model_fields if f != "present_at_death")
+PLACES: tuple[str, ...] = get_args(PlaceOfDeath)
+SETTINGS: tuple[str, ...] = get_args(CareSetting)
+DIAGNOSES: tuple[str, ...] = get_args(DiagnosisGroup)
 
 
 def _ts(d: date, hour: int = 10) -> str:
@@ -167,34 +164,6 @@ def _official(region: str, month: str, deaths: int) -> dict[str, Any]:
     }
 
 
-def _unit(
-    unit_id: str,
-    region: str,
-    municipality: str,
-    kind: str,
-    effective: date,
-    catchment: list[str],
-    *,
-    event: str = "upsert",
-    beds: int = 0,
-    hours: str = "office_hours",
-    children: bool = True,
-) -> dict[str, Any]:
-    return {
-        "schema_version": 1,
-        "unit_id": unit_id,
-        "event": event,
-        "effective_date": effective.isoformat(),
-        "region_code": region,
-        "municipality_code": municipality,
-        "name": f"test unit {unit_id}",
-        "kind": kind,
-        "catchment_municipalities": catchment,
-        "beds": beds,
-        "hours": hours,
-        "accepts_all_diagnoses": True,
-        "accepts_children": children,
-        "max_prognosis_months": None,
-        "written_mandate": True,
-        "staff_fte": {"specialist_physicians": 1.5, "specialist_nurses": 2.0},
-    }
+def _unit(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    """The simulator's unit event, with a little staff so the per-100 000 rows have values."""
+    return unit_event_record(*args, physicians=1.5, nurses=2.0, **kwargs)

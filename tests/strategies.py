@@ -12,28 +12,23 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
+from typing import Any, get_args
 
 from hypothesis import strategies as st
 
 from schemas.codes import municipalities_by_region
-from schemas.models import DeathSurvey, OfficialDeaths
+from schemas.enums import CareSetting, DiagnosisGroup, PlaceOfDeath
+from schemas.models import DeathSurvey, Measures, OfficialDeaths
 from tests.pipeline_helpers import survey
 
 AS_OF = date(2026, 11, 23)
 REGIONS = ("03", "09", "25")  # 09 (Gotland) has a single municipality
 MUNICIPALITIES = {r: municipalities_by_region()[r][:3] for r in REGIONS}
-MEASURES = (
-    "eol_conversation", "pain_assessed", "oral_health_assessed", "prn_opioid", "prn_anxiolytic",
-    "pressure_ulcer_free", "bereavement_followup_offered", "individual_plan",
-    "hospital_admission_last_30d",
-)  # fmt: skip
-PLACES = ("own_home", "nursing_home", "short_term_care", "hospital",
-          "specialised_palliative_inpatient", "other")  # fmt: skip
-SETTINGS = ("specialised_home_care", "specialised_inpatient", "hospital_ward", "nursing_home",
-            "municipal_home_care", "primary_care", "other")  # fmt: skip
-DIAGNOSES = ("cancer", "heart_failure", "copd", "dementia", "stroke", "als_neuro",
-             "kidney_failure", "other")  # fmt: skip
+# The contract's code lists (one source of truth: schemas/enums.py, schemas/models.py).
+MEASURES = tuple(f for f in Measures.model_fields if f != "present_at_death")
+PLACES: tuple[str, ...] = get_args(PlaceOfDeath)
+SETTINGS: tuple[str, ...] = get_args(CareSetting)
+DIAGNOSES: tuple[str, ...] = get_args(DiagnosisGroup)
 # Month, quarter and year ends, and days near the edges of the open daily windows.
 HOT_DAYS = (
     date(2025, 6, 15), date(2025, 12, 31), date(2026, 3, 31), date(2026, 5, 13),
