@@ -13,7 +13,7 @@ the scope-deltas topic, so a worker restores exactly the state of the scopes it 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Iterable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -222,26 +222,35 @@ class Aggregator:
 
     def _evaluate(
         self, scope: str, periods: set[tuple[str, date]], as_of: date
-    ) -> list[IndicatorValue]:
-        """Rows of a scope (and, for a region, its municipalities) for these periods."""
+    ) -> Iterator[list[IndicatorValue]]:
+        """Rows of a scope, then of each of its municipalities, for these periods."""
         needed = _months_needed(periods, as_of, self.cat)
         view = self._view(scope, needed)
-        rows = evaluate_scope(view, periods, as_of, self.cat)
+        yield evaluate_scope(view, periods, as_of, self.cat)
         if view.scope_type == "region":
             munis: dict[str, dict[str, Any]] = {}
             for m, sm in view.months.items():
                 for code, sub in sm["sub"].items():
                     munis.setdefault(code, {})[m] = sub
-            for code, months in munis.items():
-                rows += evaluate_scope(ScopeView("municipality", code, months), periods, as_of,
-                                       self.cat)  # fmt: skip
-        return rows
+            for code, months in sorted(munis.items()):
+                yield evaluate_scope(ScopeView("municipality", code, months), periods, as_of,
+                                     self.cat)  # fmt: skip
 
     def evaluate(self, as_of: date) -> list[IndicatorValue]:
-        """Rows of everything pending, and the daily passes ticks asked for. Afterwards the
-        pending sets are empty: ``commit`` once the rows are durable."""
-        rows: list[IndicatorValue] = []
+        """All rows of ``evaluate_chunks`` in one list (tests; small evaluations)."""
+        return [row for chunk in self.evaluate_chunks(as_of) for row in chunk]
+
+    def evaluate_chunks(
+        self, as_of: date, max_rows: int = 20_000
+    ) -> Iterator[list[IndicatorValue]]:
+        """Rows of everything pending, and the daily passes ticks asked for, in chunks of at
+        most about ``max_rows`` (a backfill touches hundreds of thousands of rows; holding them
+        all at once would set the worker's peak memory). Once exhausted, the pending sets are
+        empty: ``commit`` after the rows are durable. If a write fails half-way, the pending
+        marks are still in the table and the next evaluation redoes the work."""
+        buffer: list[IndicatorValue] = []
         learning = set(learning_months(as_of, self.cat))
+        done: list[str] = []
         for scope in sorted(self.busy_scopes | set(self.pending) | set(self.day_work)):
             p = self._pending(scope)
             periods = periods_for_changes(p.months, p.days, as_of, self.cat)
@@ -257,21 +266,34 @@ class Aggregator:
                     first = None if since is None else since.strftime("%Y-%m")
                     if structure_from is None or first is None or first < structure_from:
                         structure_from = first or self.structure()["first_month"]
+            chunks: list[Iterable[list[IndicatorValue]]] = []
             if periods:
-                rows += self._evaluate(scope, periods, as_of)
+                chunks.append(self._evaluate(scope, periods, as_of))
             if structure_from is not None:
                 st = self.structure()
-                rows += evaluate_structure(
-                    st, structure_months(st, structure_from, as_of), as_of, self.cat
-                )
+                months = structure_months(st, structure_from, as_of)
+                chunks.append(evaluate_structure(st, months, as_of, self.cat) for _ in (0,))
+            for part in chunks:
+                for rows in part:
+                    buffer += rows
+                    if len(buffer) >= max_rows:
+                        yield buffer
+                        buffer = []
+            done.append(scope)
+            # Decoded month states of this scope are not needed any more: the table has them.
+            prefix = f"{scope}|".encode()
+            self.cache = {
+                k: v for k, v in self.cache.items() if not k.startswith(prefix) or k in self.changed
+            }
+        if buffer:
+            yield buffer
+        for scope in done:
+            p = self._pending(scope)
             if p.busy():
                 p.clear()
                 self.changed.add(f"{scope}|{PENDING}".encode())
         self.day_work.clear()
-        # Decoded state is dropped after each evaluation: the table holds it.
-        changed_state = {k: self.cache[k] for k in self.changed if k in self.cache}
-        self.cache = changed_state
-        return rows
+        self.cache = {k: self.cache[k] for k in self.changed if k in self.cache}
 
 
 @dataclass

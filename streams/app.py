@@ -94,9 +94,18 @@ def _table(name: str) -> Any:
         # bytes keys use the raw codec: the changelog key is the source topic's key, byte for
         # byte, so the producer's partitioner puts it in the partition its source records are in.
         key_type=bytes,
+        # Values are compact JSON bytes, decoded on access: a million surveys' states as Python
+        # dicts and lists would cost several times the memory (and the changelog format is the
+        # same JSON either way).
+        value_type=bytes,
         partitions=settings.partitions,
         use_partitioner=True,
     )
+
+
+def _load_json(table: Any, key: bytes) -> Any:
+    raw = table.get(key)
+    return None if raw is None else orjson.loads(raw)
 
 
 def scope_partition(scope: bytes, partitions: int) -> int:
@@ -218,7 +227,7 @@ async def admit_surveys(stream: Any) -> None:
             source = tuple(wrapped["source"])
             survey = DeathSurvey.model_validate_json(raw)
             person = event.key
-            known = person_state.get(person)
+            known = _load_json(person_state, person)
             admitted = list(known.get("admitted", [])) if known else []
             if event.message.offset in admitted:
                 # Redelivered after a crash: its forward may have been lost with the crash, and
@@ -243,13 +252,15 @@ async def admit_surveys(stream: Any) -> None:
             if known is not None and survey.revision <= known["revision"]:
                 metrics.STALE_REVISIONS.inc()
                 continue
-            person_state[person] = {
-                "survey_id": survey.survey_id,
-                "revision": survey.revision,
-                "status": survey.status,
-                # Recent admitted offsets (by-person topic), to recognise a redelivery.
-                "admitted": [*admitted, event.message.offset][-4:],
-            }
+            person_state[person] = orjson.dumps(
+                {
+                    "survey_id": survey.survey_id,
+                    "revision": survey.revision,
+                    "status": survey.status,
+                    # Recent admitted offsets (by-person topic), to recognise a redelivery.
+                    "admitted": [*admitted, event.message.offset][-4:],
+                }
+            )
             metrics.VALID.labels(label).inc()
             valid_topics[label].send_soon(key=survey.survey_id.encode(), value=raw)
 
@@ -265,9 +276,10 @@ async def apply_surveys(stream: Any) -> None:
             survey = DeathSurvey.model_validate_json(event.value)
             key = event.key
             partition, offset = event.message.partition, event.message.offset
-            new_state, deltas, outcome = apply_revision(survey_state.get(key), offset, survey, cat)
+            previous = _load_json(survey_state, key)
+            new_state, deltas, outcome = apply_revision(previous, offset, survey, cat)
             if new_state is not None:
-                survey_state[key] = new_state
+                survey_state[key] = orjson.dumps(new_state)
             elif outcome == "redelivered":
                 metrics.REDELIVERED_DELTAS.inc(len(deltas))
             for delta in deltas:
@@ -389,9 +401,12 @@ async def aggregate_scopes(stream: Any) -> None:
         agg.commit()
         now = time.monotonic()
         if agg.has_work() and (ticked or now - last_at >= max(EVALUATE_MIN_S, 2 * cost)):
-            rows = agg.evaluate(settings.as_of())
-            await write_indicators(rows, official_rows)
-            official_rows = []
+            for rows in agg.evaluate_chunks(settings.as_of()):
+                await write_indicators(rows, official_rows)
+                official_rows = []
+            if official_rows:
+                await write_indicators([], official_rows)
+                official_rows = []
             agg.commit()  # the pending marks, cleared now that the rows are durable
             last_at = time.monotonic()
             cost = last_at - now

@@ -261,7 +261,7 @@ def bench_pipeline(
                 last_print = time.perf_counter()
                 print(
                     f"[bench] {time.perf_counter() - started:6.0f}s consumed {consumed:,.0f}"
-                    f" rows {_sum(m, 'palliwatch_indicator_rows_written_total '):,.0f}"
+                    f" rows {m.get('palliwatch_indicator_rows_written_total', 0.0):,.0f}"
                     f" rss {_rss_kib(proc.pid, 'VmRSS') / 1024:,.0f} MiB",
                     flush=True,
                 )
