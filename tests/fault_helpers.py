@@ -1,0 +1,238 @@
+"""Helpers for the fault-tolerance tests (tests/test_faults.py): a private Kafka broker that a
+test may stop and start, a producer thread that keeps sending through a broker outage, the
+partitions a worker's log says it holds, and synthetic identity-number-shaped values."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import shutil
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import orjson
+from kafka import KafkaProducer
+from kafka.admin import NewTopic
+from kafka.errors import KafkaError
+
+from streams import services
+from streams import settings as settings_mod
+from streams.kafka_admin import admin_client
+from streams.settings import Settings
+from streams.topics import TopicSpec
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# ---- a private broker ----------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def private_broker(base: Settings) -> Iterator[PrivateBroker]:
+    """A second local KRaft broker, started with `services.kafka_up` on its own ports and state
+    directory (sharing the already resolved jars), stopped and deleted afterwards.
+
+    Stopping and starting it disturbs no other test or session that uses the shared local
+    broker, and ends no process this test did not start.
+    """
+    root = base.state_dir / "tests" / f"broker-{uuid.uuid4().hex[:8]}"
+    (root / "kafka").mkdir(parents=True)
+    (root / "kafka" / "libs").symlink_to(base.state_dir / "kafka" / "libs")
+    port, ctl = free_port(), free_port()
+    s = dataclasses.replace(base, kafka_bootstrap=f"127.0.0.1:{port}", state_dir=root)
+    broker = PrivateBroker(s, port, ctl)
+    try:
+        broker.up()
+        yield broker
+    finally:
+        broker.down()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@dataclasses.dataclass
+class PrivateBroker:
+    settings: Settings
+    port: int
+    controller_port: int
+
+    def up(self) -> None:
+        """`services.kafka_up` with this broker's ports: they are module constants read at call
+        time, swapped only for the call."""
+        saved = settings_mod.LOCAL_KAFKA_PORT, settings_mod.LOCAL_KAFKA_CONTROLLER_PORT
+        heap = os.environ.get("PALLIWATCH_KAFKA_HEAP")
+        settings_mod.LOCAL_KAFKA_PORT = self.port
+        settings_mod.LOCAL_KAFKA_CONTROLLER_PORT = self.controller_port
+        os.environ["PALLIWATCH_KAFKA_HEAP"] = "384m"
+        try:
+            services.kafka_up(self.settings)
+        finally:
+            settings_mod.LOCAL_KAFKA_PORT, settings_mod.LOCAL_KAFKA_CONTROLLER_PORT = saved
+            if heap is None:
+                os.environ.pop("PALLIWATCH_KAFKA_HEAP", None)
+            else:
+                os.environ["PALLIWATCH_KAFKA_HEAP"] = heap
+
+    def down(self) -> None:
+        # This process started the broker, so once it exits it stays a zombie child that
+        # `kafka_down`'s liveness probe (kill -0) takes for alive: it would wait its full 30 s
+        # and then SIGKILL. Reap our own child as soon as it exits.
+        pid_file = self.settings.state_dir / "kafka" / "kafka.pid"
+        pid = int(pid_file.read_text()) if pid_file.exists() else 0
+
+        def reap() -> None:
+            with contextlib.suppress(ChildProcessError, OSError):
+                os.waitpid(pid, 0)
+
+        if pid:
+            threading.Thread(target=reap, daemon=True).start()
+        services.kafka_down(self.settings)
+
+    def restart(self, down_for_s: float) -> float:
+        """`kafka_down`, stay down ``down_for_s``, `kafka_up`; returns the outage in seconds."""
+        t0 = time.monotonic()
+        self.down()
+        assert not services.port_open("127.0.0.1", self.port), "broker still listens after down"
+        time.sleep(down_for_s)
+        self.up()
+        return time.monotonic() - t0
+
+
+def precreate_worker_topics(s: Settings) -> None:
+    """Create the Faust topics the worker would create at its start (table changelogs and the
+    leader-assignor topic), so that its producer's first metadata snapshot already holds them.
+
+    Works around a start-up race found by these tests (see test_faults.py, TestBrokerRestart):
+    when a changelog topic is missing from that snapshot, the aiokafka producer's metadata later
+    narrows to the topics it has sent to, `producer.key_partition` of a table write raises
+    TypeError, and the agent crash-loops for good while the worker looks alive.
+    """
+    admin = admin_client(s)
+    try:
+        wanted = [
+            NewTopic(f"{s.app_id}-{table}-changelog", s.partitions, 1,
+                     topic_configs={"cleanup.policy": "compact"})
+            for table in ("survey-state", "person-state", "scope-months")
+        ] + [NewTopic(f"{s.app_id}-__assignor-__leader", 1, 1)]  # fmt: skip
+        admin.create_topics(wanted)
+        names = {t.name for t in wanted}
+        deadline = time.monotonic() + 30
+        while not names <= set(admin.list_topics()):
+            assert time.monotonic() < deadline, "worker topics not visible after 30 s"
+            time.sleep(0.2)
+    finally:
+        admin.close()
+
+
+# ---- a producer that keeps sending through an outage ---------------------------------------
+
+
+class OutageProducer(threading.Thread):
+    """Sends ``items`` (spec, record) in order at a steady pace with one kafka-python producer
+    configured to ride out a broker outage (idempotent, unlimited retries within a delivery
+    timeout longer than the outage, short reconnect backoff). Per-key order is kept (idempotent
+    producer), which the oracle relies on. ``failed`` holds records whose delivery failed."""
+
+    def __init__(self, s: Settings, items: list[tuple[TopicSpec, dict[str, Any]]], pace_s: float):
+        super().__init__(daemon=True, name="outage-producer")
+        self.s = s
+        self.items = items
+        self.pace_s = pace_s
+        self.sent = 0
+        self.failed: list[tuple[TopicSpec, dict[str, Any], str]] = []
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            producer = KafkaProducer(
+                bootstrap_servers=self.s.kafka_bootstrap,
+                client_id="palliwatch-fault-test",
+                acks="all",
+                enable_idempotence=True,
+                linger_ms=5,
+                delivery_timeout_ms=180_000,
+                request_timeout_ms=10_000,
+                max_block_ms=180_000,
+                reconnect_backoff_ms=100,
+                reconnect_backoff_max_ms=1_000,
+            )
+            futures = []
+            for spec, record in self.items:
+                fut = producer.send(
+                    self.s.topic(spec), key=spec.key_for(record), value=orjson.dumps(record)
+                )
+                futures.append((spec, record, fut))
+                self.sent += 1
+                time.sleep(self.pace_s)
+            producer.flush(timeout=200)
+            for spec, record, fut in futures:
+                try:
+                    fut.get(timeout=1)
+                except KafkaError as e:
+                    self.failed.append((spec, record, repr(e)))
+            producer.close(timeout=10)
+        except BaseException as e:  # reported by the test
+            self.error = e
+
+
+# ---- worker logs ---------------------------------------------------------------------------
+
+_ASSIGNED = "Setting newly assigned partitions"
+
+
+def _parse_set(text: str) -> set[int]:
+    out: set[int] = set()
+    for part in text.strip().strip("{}").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        if "-" in part:
+            a, b = part.split("-")
+            out.update(range(int(a), int(b) + 1))
+        else:
+            out.add(int(part))
+    return out
+
+
+def assigned_partitions(log_path: Path, topic: str) -> set[int] | None:
+    """The partitions of ``topic`` in the worker's latest assignment (its log's last "Setting
+    newly assigned partitions" table); None before the first assignment."""
+    text = log_path.read_text(errors="replace")
+    at = text.rfind(_ASSIGNED)
+    if at < 0:
+        return None
+    table = text[at:].split(" for group ", 1)[0]
+    for line in table.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 2 and cells[0] == topic:
+            return _parse_set(cells[1])
+    return set()
+
+
+# ---- synthetic identity-number-shaped values -----------------------------------------------
+
+
+def luhn_check_digit(nine_digits: str) -> str:
+    total = 0
+    for i, ch in enumerate(nine_digits):
+        d = int(ch) * (2 if i % 2 == 0 else 1)
+        total += d - 9 if d > 9 else d
+    return str((10 - total % 10) % 10)
+
+
+def synthetic_identity_number(born: date, serial: int) -> str:
+    """A 12-digit YYYYMMDD-NNNC value with a valid check digit, built from a synthetic date and
+    serial at runtime (the test file holds no such number)."""
+    yymmdd = born.strftime("%y%m%d")
+    nnn = f"{serial % 1000:03d}"
+    return f"{born:%Y%m%d}-{nnn}{luhn_check_digit(yymmdd + nnn)}"
