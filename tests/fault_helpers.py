@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from kafka import KafkaProducer
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError
 
@@ -217,6 +217,17 @@ def assigned_partitions(log_path: Path, topic: str) -> set[int] | None:
         if len(cells) == 2 and cells[0] == topic:
             return _parse_set(cells[1])
     return set()
+
+
+def committed(s: Settings, topic: str, partitions: set[int]) -> bool:
+    """Whether the worker group has committed an offset for every one of ``partitions``."""
+    consumer = KafkaConsumer(
+        bootstrap_servers=s.kafka_bootstrap, group_id=s.app_id, enable_auto_commit=False
+    )
+    try:
+        return all(consumer.committed(TopicPartition(topic, p)) is not None for p in partitions)
+    finally:
+        consumer.close()
 
 
 # ---- synthetic identity-number-shaped values -----------------------------------------------
