@@ -131,14 +131,15 @@ def _group_done(s: Settings, topics: list[str]) -> bool:
     admin = KafkaAdminClient(bootstrap_servers=s.kafka_bootstrap)
     consumer = KafkaConsumer(bootstrap_servers=s.kafka_bootstrap)
     try:
-        committed = admin.list_consumer_group_offsets(s.app_id)
+        committed = admin.list_group_offsets({s.app_id: None}).get(s.app_id, {})
         parts = [
             TopicPartition(t, p) for t in topics for p in (consumer.partitions_for_topic(t) or [])
         ]
         ends = consumer.end_offsets(parts)
         for tp in parts:
             meta = committed.get(tp)
-            if ends[tp] > 0 and (meta is None or meta.offset < ends[tp]):
+            offset = getattr(meta, "offset", meta)
+            if ends[tp] > 0 and (offset is None or offset < ends[tp]):
                 return False
         return True
     finally:
