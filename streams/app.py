@@ -87,19 +87,47 @@ scope_topic = _topic(topics.SCOPE_DELTAS)
 dead_letter_topic = _topic(topics.DEAD_LETTER)
 
 
-def _table(name: str) -> Any:
-    return app.Table(
-        name,
-        default=None,
-        # bytes keys use the raw codec: the changelog key is the source topic's key, byte for
-        # byte, so the producer's partitioner puts it in the partition its source records are in.
-        key_type=bytes,
-        # Values are compact JSON bytes, decoded on access: a million surveys' states as Python
-        # dicts and lists would cost several times the memory (and the changelog format is the
-        # same JSON either way).
-        value_type=bytes,
-        partitions=settings.partitions,
-        use_partitioner=True,
+def key_partition(key: bytes, partitions: int) -> int:
+    """The partition Kafka's default partitioner gives a key (murmur2, as aiokafka and
+    kafka-python compute it)."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+class SourceKeyedTable(faust.Table):
+    """A table whose changelog record for a key goes to the partition its *source* records are
+    in, computed here rather than by the producer. A worker then restores exactly the state of
+    the partitions it owns, and a table write never asks the producer for the changelog topic's
+    metadata (an aiokafka producer that has not seen that topic yet fails the write with a
+    TypeError: seen once in four starts on a brand-new broker)."""
+
+    def source_key(self, key: bytes) -> bytes:
+        return key
+
+    def partition_for_key(self, key: Any) -> int:
+        return key_partition(self.source_key(bytes(key)), self.partitions or settings.partitions)
+
+
+class ScopeTable(SourceKeyedTable):
+    """A table whose keys start with ``<scope>|`` and live in their scope's partition."""
+
+    def source_key(self, key: bytes) -> bytes:
+        return key.split(b"|", 1)[0]
+
+
+def _table(name: str, cls: type[SourceKeyedTable] = SourceKeyedTable) -> Any:
+    return app.tables.add(
+        cls(
+            app,
+            name=name,
+            default=None,
+            beacon=app.tables.beacon,
+            # Keys are the source topic's key, byte for byte (raw codec). Values are compact
+            # JSON bytes, decoded on access: a million surveys' states as Python dicts and
+            # lists would cost several times the memory (the changelog holds the same JSON).
+            key_type=bytes,
+            value_type=bytes,
+            partitions=settings.partitions,
+        )
     )
 
 
@@ -108,32 +136,10 @@ def _load_json(table: Any, key: bytes) -> Any:
     return None if raw is None else orjson.loads(raw)
 
 
-def scope_partition(scope: bytes, partitions: int) -> int:
-    """The partition Kafka's default partitioner gives a scope key (murmur2, as aiokafka)."""
-    return (murmur2(scope) & 0x7FFFFFFF) % partitions
-
-
-class ScopeTable(faust.Table):
-    """A table whose keys start with ``<scope>|`` and live in their scope's partition."""
-
-    def partition_for_key(self, key: Any) -> int:
-        return scope_partition(bytes(key).split(b"|", 1)[0], self.partitions or settings.partitions)
-
-
 survey_state = _table("survey-state")  # survey_id -> applied revisions (revisions.py)
 person_state = _table("person-state")  # person_ref -> the person's survey, revision, status
 # <scope>|<month> -> scope-month state; <scope>|months; SE|structure (processors/aggregate.py)
-scope_months: Any = app.tables.add(
-    ScopeTable(
-        app,
-        name="scope-months",
-        default=None,
-        beacon=app.tables.beacon,
-        key_type=bytes,
-        value_type=bytes,
-        partitions=topics.SCOPE_DELTAS.partitions or settings.partitions,
-    )
-)
+scope_months = _table("scope-months", ScopeTable)
 
 
 def catalogue() -> Catalogue:
