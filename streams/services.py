@@ -8,6 +8,7 @@ reason and the log's tail when a service does not come up; `down` stops cleanly.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import shutil
@@ -57,10 +58,20 @@ def _pid_alive(pid_file: Path) -> int | None:
         return None
     try:
         pid = int(pid_file.read_text().strip())
+        _reap(pid)
         os.kill(pid, 0)
         return pid
     except (ValueError, ProcessLookupError, PermissionError):
         return None
+
+
+def _reap(pid: int) -> None:
+    """Collect ``pid`` if it is an exited child of this process: a zombie still answers
+    ``kill(pid, 0)``, so a service this process started would otherwise look alive until the
+    stop timeout."""
+    # Not our child is the usual case (started by another `palliwatch` invocation).
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
 
 
 # ---- Kafka ---------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -209,3 +210,15 @@ def test_worker_refuses_an_unmigrated_database(local_stack: Settings, tmp_path: 
         delete_topics(ns, [ns.topic(t) for t in CATALOGUE])
         with psycopg.connect(local_stack.database_url, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
+
+
+def test_an_exited_child_service_is_not_taken_for_running(tmp_path: Path) -> None:
+    """A service this process started and that has exited is a zombie until reaped: `services
+    down` must not wait its full timeout for it."""
+    child = subprocess.Popen(["sleep", "0.1"])
+    pid_file = tmp_path / "svc.pid"
+    pid_file.write_text(str(child.pid))
+    deadline = time.monotonic() + 5
+    while services._pid_alive(pid_file) is not None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert services._pid_alive(pid_file) is None
