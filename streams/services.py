@@ -143,6 +143,15 @@ def resolve_kafka_jars(paths: KafkaPaths) -> None:
     paths.pom_stamp.write_text(_pom_fingerprint())
 
 
+def kafka_cluster_id() -> str:
+    """A KRaft cluster id: base64url of a random UUID that does not start with "-" (the
+    storage tool would read it as an option; Kafka's own Uuid.randomUuid skips those too)."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 def kafka_up(settings: Settings, timeout_s: float = 90.0) -> None:
     paths = KafkaPaths(settings.state_dir / "kafka")
     port, ctl = cfg.LOCAL_KAFKA_PORT, cfg.LOCAL_KAFKA_CONTROLLER_PORT
@@ -163,7 +172,7 @@ def kafka_up(settings: Settings, timeout_s: float = 90.0) -> None:
     classpath = f"{paths.libs}/*"
     log4j = f"-Dlog4j.configuration=file:{KAFKA_POM_DIR / 'log4j.properties'}"
     if not (paths.data / "meta.properties").exists():
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = kafka_cluster_id()
         _say("formatting Kafka storage (KRaft) ...")
         proc = subprocess.run(
             [

@@ -222,3 +222,10 @@ def test_an_exited_child_service_is_not_taken_for_running(tmp_path: Path) -> Non
     while services._pid_alive(pid_file) is not None and time.monotonic() < deadline:
         time.sleep(0.05)
     assert services._pid_alive(pid_file) is None
+
+
+def test_kafka_cluster_ids_never_start_with_a_dash() -> None:
+    """A leading "-" made the storage tool read the id as an option (a CI run failed on it)."""
+    ids = [services.kafka_cluster_id() for _ in range(3000)]
+    assert all(len(i) == 22 and not i.startswith("-") for i in ids)
+    assert len(set(ids)) == len(ids)
