@@ -20,8 +20,8 @@ from typing import Any
 
 import orjson
 
-from processors.catalogue import Catalogue
-from processors.core import IndicatorValue
+from processors.catalogue import ROLLING_DAYS, Catalogue
+from processors.core import IndicatorValue, add_months, month_index
 from processors.engine import (
     NATION,
     Contribution,
@@ -35,6 +35,8 @@ from processors.engine import (
     new_scope_month,
     new_structure,
     open_periods,
+    period_months,
+    period_start,
     periods_for_changes,
     periods_for_day,
     structure_add_population,
@@ -75,15 +77,15 @@ class Aggregator:
 
     # ---- state access --------------------------------------------------------------------
 
-    def _load(self, key: bytes, fresh: Any) -> Any:
+    def _load(self, key: bytes, fresh: Any, versioned: bool = False) -> Any:
+        """A key's decoded value (cached for the batch). ``versioned`` values carry the
+        catalogue fingerprint their counter vectors were built with."""
         if key in self.cache:
             return self.cache[key]
         raw = self.table.get(key)
         if raw is None:
             value = fresh()
-            if key.endswith(b"|months"):
-                pass
-            elif not key.endswith(STRUCTURE.encode()):
+            if versioned:
                 value["fp"] = self.fingerprint
         else:
             value = orjson.loads(raw)
@@ -99,15 +101,15 @@ class Aggregator:
 
     def month_state(self, scope: str, month: str, create: bool = True) -> dict[str, Any] | None:
         key = f"{scope}|{month}".encode()
-        if not create and key not in self.cache and self.table.get(key) is None:
-            return None
         if key not in self.cache and self.table.get(key) is None:
+            if not create:
+                return None
             months = self.months_of(scope)
             if month not in months:
                 months.append(month)
                 months.sort()
                 self.changed.add(f"{scope}|months".encode())
-        return self._load(key, new_scope_month)
+        return self._load(key, new_scope_month, versioned=True)
 
     def months_of(self, scope: str) -> list[str]:
         return self._load(f"{scope}|months".encode(), list)
@@ -272,7 +274,7 @@ class Aggregator:
             if structure_from is not None:
                 st = self.structure()
                 months = structure_months(st, structure_from, as_of)
-                chunks.append(evaluate_structure(st, months, as_of, self.cat) for _ in (0,))
+                chunks.append([evaluate_structure(st, months, as_of, self.cat)])
             for part in chunks:
                 for rows in part:
                     buffer += rows
@@ -338,10 +340,6 @@ class Pending:
 
 
 def _months_needed(periods: Iterable[tuple[str, date]], as_of: date, cat: Catalogue) -> set[str]:
-    from processors.catalogue import ROLLING_DAYS
-    from processors.core import add_months, month_index
-    from processors.engine import period_months, period_start
-
     out: set[str] = set()
     for ptype, end in periods:
         if ptype in ROLLING_DAYS:

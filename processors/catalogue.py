@@ -168,6 +168,17 @@ class Catalogue:
     correction_days: int
     nowcast_months: int
     source: str = ""
+    # Derived once: survey_vector and the engine use them for every survey and every row.
+    _shares: tuple[Indicator, ...] = field(init=False, repr=False, compare=False)
+    _counters: tuple[str, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        shares = tuple(self.of_kind(SURVEY_KINDS))
+        counters = ["registered", *(f"pop.{p}" for p in self.populations)]
+        for ind in shares:
+            counters += [ind.num_counter, ind.den_counter]
+        object.__setattr__(self, "_shares", shares)
+        object.__setattr__(self, "_counters", tuple(counters))
 
     def of_kind(self, kinds: frozenset[str]) -> list[Indicator]:
         return [i for i in self.indicators.values() if i.kind in kinds]
@@ -189,10 +200,7 @@ class Catalogue:
 
     def counters(self) -> tuple[str, ...]:
         """The names of the counters a survey contributes to (its vector's coordinates)."""
-        out = ["registered", *(f"pop.{p}" for p in self.populations)]
-        for ind in self.of_kind(SURVEY_KINDS):
-            out += [ind.num_counter, ind.den_counter]
-        return tuple(out)
+        return self._counters
 
     def survey_vector(self, survey: Any) -> dict[str, int]:
         """What one active survey revision counts towards: counter -> 1 (zeros left out)."""
@@ -201,7 +209,7 @@ class Catalogue:
         for name, inside in in_pop.items():
             if inside:
                 vec[f"pop.{name}"] = 1
-        for ind in self.of_kind(SURVEY_KINDS):
+        for ind in self._shares:
             assert ind.population is not None
             if not in_pop[ind.population]:
                 continue
@@ -346,8 +354,3 @@ def load_catalogue(path: Path | str | None = None) -> Catalogue:
 @cache
 def default_catalogue() -> Catalogue:
     return load_catalogue()
-
-
-# Kept for the code that predates the full catalogue (suppression limit and need share).
-MIN_CELL_N = 5
-SPECIALISED_NEED_SHARE = 0.25

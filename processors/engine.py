@@ -12,6 +12,7 @@ subtracts the old contribution and adds the new one; a withdrawal only subtracts
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -82,8 +83,6 @@ def contribution(survey: Any, registration_date: date, cat: Catalogue) -> Contri
 
 def catalogue_fingerprint(cat: Catalogue) -> str:
     """Identifies the counter layout state was built with: a catalogue edit needs a replay."""
-    import hashlib
-
     return hashlib.sha256("|".join(cat.counters()).encode()).hexdigest()[:12]
 
 

@@ -48,9 +48,13 @@ def private_broker(base: Settings) -> Iterator[PrivateBroker]:
     """
     root = base.state_dir / "tests" / f"broker-{uuid.uuid4().hex[:8]}"
     (root / "kafka").mkdir(parents=True)
-    (root / "kafka" / "libs").symlink_to(base.state_dir / "kafka" / "libs")
+    shared_libs = base.state_dir / "kafka" / "libs"
+    if shared_libs.is_dir():  # already resolved by `services up`; else kafka_up resolves them
+        (root / "kafka" / "libs").symlink_to(shared_libs)
     port, ctl = free_port(), free_port()
-    s = dataclasses.replace(base, kafka_bootstrap=f"127.0.0.1:{port}", state_dir=root)
+    s = dataclasses.replace(
+        base, kafka_bootstrap=f"127.0.0.1:{port}", kafka_external=False, state_dir=root
+    )
     broker = PrivateBroker(s, port, ctl)
     try:
         broker.up()

@@ -14,7 +14,6 @@ tests/test_storage.py.)
 
 from __future__ import annotations
 
-import os
 import signal
 from collections.abc import Iterator
 from dataclasses import replace
@@ -61,10 +60,6 @@ CONSUMED = "palliwatch_records_consumed_total"
 # ---- 1. the broker restarts during a live stream ------------------------------------------
 
 
-@pytest.mark.skipif(
-    bool(os.environ.get("PALLIWATCH_KAFKA_BOOTSTRAP")),
-    reason="stops and starts a Kafka broker: only done with the local broker palliwatch starts",
-)
 class TestBrokerRestart:
     """The test's own topics, database and worker live on a private local broker (started by
     `services.kafka_up` on spare ports), so stopping it disturbs nobody else."""
