@@ -257,6 +257,20 @@ TARGETS = UpsertSpec(
 )
 
 
+class FactRows:
+    """Validated records' fact rows, grouped by table for one ``Sink.write``."""
+
+    def __init__(self) -> None:
+        self._by_table: dict[str, tuple[UpsertSpec, list[tuple[object, ...]]]] = {}
+
+    def add(self, model: object) -> None:
+        for upsert, row in fact_rows(model):
+            self._by_table.setdefault(upsert.table, (upsert, []))[1].append(row)
+
+    def batches(self) -> list[tuple[UpsertSpec, list[tuple[object, ...]]]]:
+        return list(self._by_table.values())
+
+
 def fact_rows(model: object) -> list[tuple[UpsertSpec, tuple[object, ...]]]:
     """The rows a validated contract record becomes (pure; no database)."""
     from psycopg.types.json import Jsonb

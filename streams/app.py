@@ -1,14 +1,13 @@
 """The Faust app: topics, tables and agents. Agents only move records and call the core.
 
 Partitioning (see README, "Architecture"):
-- ``person-state`` keyed by person_ref (palliwatch.surveys-by-person.v1): one survey per person;
-- ``survey-state`` keyed by survey_id (the valid surveys topic): which revision counts;
+- ``people`` keyed by person_ref, fed by palliwatch.surveys-by-person.v1 (batch messages sent
+  to the person's partition): one survey per person, and which revision of it counts;
 - ``scope-months`` keyed by ``<scope>|<month>``, fed by palliwatch.scope-deltas.v1 (key: the
-  scope, a region code or SE). Its changelog partition is the scope's partition, so a worker
-  restores exactly the state of the scopes it is assigned.
-The first two tables use the producer's partitioner on the table key, which is the source
-topic's key, so a key's changelog partition equals its source partition too. That is what lets
-the agents batch with ``take_events``.
+  scope, a region code or SE).
+Every table computes a key's changelog partition from its source key (the person, the scope):
+it equals the partition the key's source records are in, so a worker restores exactly the state
+of the partitions it is assigned, and the agents can batch with ``take_events``.
 """
 
 from __future__ import annotations
@@ -24,14 +23,14 @@ from aiokafka.partitioner import murmur2
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from processors import metrics
+from processors.admission import DUPLICATE, REDELIVERED, STALE, admit
 from processors.aggregate import Aggregator
 from processors.catalogue import Catalogue, default_catalogue
 from processors.core import IndicatorValue, month_first_day
 from processors.engine import NATION
-from processors.revisions import apply_revision
 from processors.sink import INDICATORS as INDICATORS_SPEC
 from processors.sink import OFFICIAL_DEATHS as OFFICIAL_DEATHS_SPEC
-from processors.sink import OfficialRow, Sink, fact_rows, indicator_row
+from processors.sink import FactRows, OfficialRow, Sink, indicator_row
 from processors.validation import DeadLetter, Reason, parse
 from schemas.codes import regions
 from schemas.models import DeathSurvey, OfficialDeaths
@@ -42,6 +41,35 @@ log = logging.getLogger("palliwatch.worker")
 settings = load()
 
 SURVEY_BATCH = 2000
+SETTLE_BATCH = 32  # by-person messages, each carrying up to SURVEY_BATCH surveys
+# Batch messages aim at 256 kB (a survey is about 1 kB on the wire, a delta about 200 bytes).
+# One record alone may be larger: a valid survey may be up to 1 MB, more once escaped, so the
+# internal topics and the producer allow messages of up to 8 MB (topics.INTERNAL_MESSAGE_BYTES).
+MESSAGE_BYTES = 256 * 1024
+SCOPE_MESSAGE_DELTAS = 1500
+# Positions of records carried in batch messages: offset * MAX_PER_MESSAGE + index.
+MAX_PER_MESSAGE = 4096
+assert SURVEY_BATCH <= MAX_PER_MESSAGE
+
+
+def _chunks(items: list[Any], size: int) -> list[list[Any]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def _person_messages(records: list[tuple[Any, str]]) -> list[bytes]:
+    """(source, survey text) pairs as messages of about MESSAGE_BYTES each."""
+    out: list[bytes] = []
+    chunk: list[tuple[Any, str]] = []
+    size = 0
+    for record in records:
+        if chunk and size + len(record[1]) > MESSAGE_BYTES:
+            out.append(orjson.dumps(chunk))
+            chunk, size = [], 0
+        chunk.append(record)
+        size += len(record[1]) + 64
+    if chunk:
+        out.append(orjson.dumps(chunk))
+    return out
 SCOPE_BATCH = 5000
 BATCH_WITHIN_S = 0.25
 
@@ -64,6 +92,7 @@ app = faust.App(
     # Faust's default linger of 0 each record went out in its own request.
     producer_linger=0.01,
     producer_max_batch_size=512 * 1024,
+    producer_max_request_size=topics.INTERNAL_MESSAGE_BYTES,
 )
 
 
@@ -136,8 +165,8 @@ def _load_json(table: Any, key: bytes) -> Any:
     return None if raw is None else orjson.loads(raw)
 
 
-survey_state = _table("survey-state")  # survey_id -> applied revisions (revisions.py)
-person_state = _table("person-state")  # person_ref -> the person's survey, revision, status
+# person_ref -> the person's surveys: admission and revision state (processors/admission.py)
+people = _table("people")
 # <scope>|<month> -> scope-month state; <scope>|months; SE|structure (processors/aggregate.py)
 scope_months = _table("scope-months", ScopeTable)
 
@@ -190,29 +219,32 @@ def _make_screen(spec: topics.TopicSpec) -> Any:
     assert model is not None
     is_survey = spec is topics.DEATH_SURVEYS
     label = spec.name
-    forward = by_person_topic if is_survey else valid_topics[spec.name]
+    forward = valid_topics[spec.name]
+    person_partitions = topics.SURVEYS_BY_PERSON.partitions or settings.partitions
 
     async def screen(stream: Any) -> None:
         async for events in stream.take_events(SURVEY_BATCH, within=BATCH_WITHIN_S):
             now = datetime.now(UTC)
+            by_partition: dict[int, list[Any]] = {}
+            metrics.RECORDS_CONSUMED.labels(label).inc(len(events))
             for event in events:
-                metrics.RECORDS_CONSUMED.labels(label).inc()
                 record = parse(event.value, model, now, key=event.key, expected_key=spec.key_for)
                 if isinstance(record, DeadLetter):
                     await send_dead_letter(record, event.value or b"", _source(event), event.key)
-                    continue
-                if is_survey:
-                    # One survey per person is checked where all of a person's surveys meet.
+                elif is_survey:
+                    # One survey per person is checked where all of a person's surveys meet:
+                    # re-keyed by person_ref, many to a message (one per partition and batch).
                     assert isinstance(record, DeathSurvey)
-                    forward.send_soon(
-                        key=record.person_ref.encode(),
-                        value=orjson.dumps(
-                            {"source": _source(event), "value": event.value.decode()}
-                        ),
+                    partition = key_partition(record.person_ref.encode(), person_partitions)
+                    by_partition.setdefault(partition, []).append(
+                        (_source(event), event.value.decode())
                     )
                 else:
                     metrics.VALID.labels(label).inc()
                     forward.send_soon(key=event.key, value=event.value)
+            for partition, records in sorted(by_partition.items()):
+                for message in _person_messages(records):
+                    by_person_topic.send_soon(key=None, value=message, partition=partition)
 
     screen.__name__ = screen.__qualname__ = f"screen_{spec.name.split('.')[1].replace('-', '_')}"
     return screen
@@ -223,86 +255,65 @@ for _spec in topics.CONTRACT_TOPICS:
 
 
 @app.agent(by_person_topic)
-async def admit_surveys(stream: Any) -> None:
-    """One survey per person; strictly increasing revisions per survey; else dead or stale."""
+async def settle_surveys(stream: Any) -> None:
+    """One survey per person, strictly increasing revisions per survey (else dead or stale);
+    forward the admitted to `.valid`, store their facts, and send their signed contributions
+    keyed by scope — one person-state write per record, one message per scope per batch."""
+    cat = catalogue()
     label = topics.DEATH_SURVEYS.name
-    async for events in stream.take_events(SURVEY_BATCH, within=BATCH_WITHIN_S):
+    valid = valid_topics[label]
+    async for events in stream.take_events(SETTLE_BATCH, within=BATCH_WITHIN_S):
+        per_scope: dict[str, list[list[Any]]] = {}
+        newest: dict[str, float] = {}  # metrics: newest submitted_at per scope message
+        facts = FactRows()
         for event in events:
-            wrapped = orjson.loads(event.value)
-            raw = wrapped["value"].encode()
-            source = tuple(wrapped["source"])
-            survey = DeathSurvey.model_validate_json(raw)
-            person = event.key
-            known = _load_json(person_state, person)
-            admitted = list(known.get("admitted", [])) if known else []
-            if event.message.offset in admitted:
-                # Redelivered after a crash: its forward may have been lost with the crash, and
-                # the survey state downstream ignores it if it was not.
-                metrics.REDELIVERED_DELTAS.inc()
-                valid_topics[label].send_soon(key=survey.survey_id.encode(), value=raw)
-                continue
-            if known is not None and known["survey_id"] != survey.survey_id:
-                if known["status"] != "withdrawn":
+            partition, offset = event.message.partition, event.message.offset
+            for index, (source, text) in enumerate(orjson.loads(event.value)):
+                raw = text.encode()
+                survey = DeathSurvey.model_validate_json(raw)
+                person = survey.person_ref.encode()
+                result = admit(_load_json(people, person), offset * MAX_PER_MESSAGE + index,
+                               survey, cat)  # fmt: skip
+                if result.outcome == DUPLICATE:
                     await send_dead_letter(
                         DeadLetter(
                             Reason.DUPLICATE_PERSON,
-                            f"person_ref already has survey {known['survey_id']!r}; "
+                            f"person_ref already has survey {result.holder!r}; "
                             f"survey_id {survey.survey_id!r} is a second registration",
                         ),
                         raw,
-                        source,
+                        tuple(source),
                         survey.survey_id.encode(),
                     )
                     continue
-                known = None  # the earlier survey was withdrawn: a new registration is allowed
-            if known is not None and survey.revision <= known["revision"]:
-                metrics.STALE_REVISIONS.inc()
-                continue
-            person_state[person] = orjson.dumps(
-                {
-                    "survey_id": survey.survey_id,
-                    "revision": survey.revision,
-                    "status": survey.status,
-                    # Recent admitted offsets (by-person topic), to recognise a redelivery.
-                    "admitted": [*admitted, event.message.offset][-4:],
-                }
-            )
-            metrics.VALID.labels(label).inc()
-            valid_topics[label].send_soon(key=survey.survey_id.encode(), value=raw)
-
-
-@app.agent(valid_topics[topics.DEATH_SURVEYS.name])
-async def apply_surveys(stream: Any) -> None:
-    """Keep each survey's applied revisions; emit signed contributions keyed by scope."""
-    cat = catalogue()
-    async for events in stream.take_events(SURVEY_BATCH, within=BATCH_WITHIN_S):
-        per_scope: dict[str, list[list[Any]]] = {}
-        newest: dict[str, float] = {}  # metrics: newest submitted_at per scope message
-        for event in events:
-            survey = DeathSurvey.model_validate_json(event.value)
-            key = event.key
-            partition, offset = event.message.partition, event.message.offset
-            previous = _load_json(survey_state, key)
-            new_state, deltas, outcome = apply_revision(previous, offset, survey, cat)
-            if new_state is not None:
-                survey_state[key] = orjson.dumps(new_state)
-            elif outcome == "redelivered":
-                metrics.REDELIVERED_DELTAS.inc(len(deltas))
-            for delta in deltas:
-                wire = delta.to_wire(partition)
-                for scope in (delta.contribution.region, NATION):
-                    per_scope.setdefault(scope, []).append(wire)
-                    newest[scope] = max(newest.get(scope, 0.0), survey.submitted_at.timestamp())
-            if outcome == "applied" and survey.status == "active":
-                metrics.LAST_EVENT_TIME.labels(survey.region_code).set(
-                    survey.submitted_at.timestamp()
-                )
+                if result.outcome == STALE:
+                    metrics.STALE_REVISIONS.inc()
+                    continue
+                if result.outcome == REDELIVERED:
+                    metrics.REDELIVERED_DELTAS.inc(len(result.deltas))
+                else:
+                    people[person] = orjson.dumps(result.state)
+                    metrics.VALID.labels(label).inc()
+                    if survey.status == "active":
+                        metrics.LAST_EVENT_TIME.labels(survey.region_code).set(
+                            survey.submitted_at.timestamp()
+                        )
+                valid.send_soon(key=survey.survey_id.encode(), value=raw)
+                facts.add(survey)
+                t = survey.submitted_at.timestamp()
+                for delta in result.deltas:
+                    wire = delta.to_wire(partition)
+                    for scope in (delta.contribution.region, NATION):
+                        per_scope.setdefault(scope, []).append(wire)
+                        newest[scope] = max(newest.get(scope, 0.0), t)
+        await sink("facts-surveys").write(facts.batches())
         # One message per scope and batch: the aggregation reads one record, not thousands.
         for scope, wires in sorted(per_scope.items()):
-            scope_topic.send_soon(
-                key=scope.encode(),
-                value=orjson.dumps({"kind": "survey", "d": wires, "t": newest[scope]}),
-            )
+            for chunk in _chunks(wires, SCOPE_MESSAGE_DELTAS):
+                scope_topic.send_soon(
+                    key=scope.encode(),
+                    value=orjson.dumps({"kind": "survey", "d": chunk, "t": newest[scope]}),
+                )
 
 
 @app.agent(valid_topics[topics.OFFICIAL_DEATHS.name])
@@ -456,18 +467,18 @@ def _make_fact_store(spec: topics.TopicSpec) -> Any:
 
     async def store(stream: Any) -> None:
         async for events in stream.take_events(SURVEY_BATCH, within=BATCH_WITHIN_S):
-            rows: dict[str, tuple[Any, list[tuple[object, ...]]]] = {}
+            rows = FactRows()
             for event in events:
-                for upsert, row in fact_rows(model.model_validate_json(event.value)):
-                    rows.setdefault(upsert.table, (upsert, []))[1].append(row)
-            await sink(f"facts-{spec.name}").write(list(rows.values()))
+                rows.add(model.model_validate_json(event.value))
+            await sink(f"facts-{spec.name}").write(rows.batches())
 
     return store
 
 
-# Official deaths are stored by the aggregation, together with the indicators they feed.
+# Official deaths are stored by the aggregation, together with the indicators they feed, and
+# surveys by settle_surveys, which admits them.
 for _spec in topics.CONTRACT_TOPICS:
-    if _spec is not topics.OFFICIAL_DEATHS:
+    if _spec not in (topics.OFFICIAL_DEATHS, topics.DEATH_SURVEYS):
         app.agent(valid_topics[_spec.name], name=f"store-{_spec.name}")(_make_fact_store(_spec))
 
 

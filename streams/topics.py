@@ -140,15 +140,21 @@ def _valid_twin(spec: TopicSpec) -> TopicSpec:
 
 VALID_TOPICS: dict[str, TopicSpec] = {t.name: _valid_twin(t) for t in CONTRACT_TOPICS}
 
+# Internal topics carry batch messages; one may hold a single large record (a valid survey may be
+# up to 1 MB, more once escaped inside the batch), so they accept messages of up to 8 MB.
+INTERNAL_MESSAGE_BYTES = 8 * 1024 * 1024
+
 SURVEYS_BY_PERSON = TopicSpec(
     "palliwatch.surveys-by-person.v1",
     key="person_ref",
     description=(
-        "Internal: screened surveys re-keyed by person_ref for the one-survey-per-person check, "
-        "with their source topic/partition/offset."
+        "Internal: screened surveys sent to their person_ref's partition for the "
+        "one-survey-per-person check, many to a message, each with its source "
+        "topic/partition/offset."
     ),
     compacted=False,
     retention_ms=7 * DAY_MS,
+    extra_config={"max.message.bytes": str(INTERNAL_MESSAGE_BYTES)},
 )
 
 CATALOGUE: tuple[TopicSpec, ...] = (

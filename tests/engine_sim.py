@@ -1,8 +1,9 @@
 """The streaming engine's logic run in memory, in the order the worker runs it.
 
-Survey revisions go through ``apply_revision`` per survey partition, the deltas are grouped per
-scope key and applied by the ``Aggregator`` over a dict standing in for the Faust table, and the
-rows of every batch overwrite earlier rows by key, as the database upsert does. Batching and
+Survey revisions go through ``admit`` (admission and revision state) per person partition, the
+deltas are grouped per scope key and applied by the ``Aggregator`` over a dict standing in for
+the Faust table, and the rows of every batch overwrite earlier rows by key, as the database
+upsert does. Batching and
 redeliveries can be varied by the caller to show they change nothing.
 """
 
@@ -13,11 +14,11 @@ from collections.abc import Iterable, Sequence
 from datetime import date
 from typing import Any
 
+from processors.admission import APPLIED, admit
 from processors.aggregate import Aggregator
 from processors.catalogue import Catalogue, default_catalogue
 from processors.core import IndicatorValue
 from processors.engine import NATION
-from processors.revisions import apply_revision
 from schemas.codes import regions
 
 Key = tuple[str, str, str, str, str, date]
@@ -27,7 +28,7 @@ class EngineSim:
     def __init__(self, cat: Catalogue | None = None, partitions: int = 3) -> None:
         self.cat = cat or default_catalogue()
         self.partitions = partitions
-        self.survey_state: dict[str, dict[str, Any]] = {}
+        self.people: dict[str, dict[str, Any]] = {}
         self.offsets = [0] * partitions
         self.table: dict[bytes, bytes] = {}
         self.agg = Aggregator(self.table, self.cat)
@@ -43,17 +44,17 @@ class EngineSim:
         per_scope: dict[str, list[list[Any]]] = {}
         records = []
         for s in surveys:
-            p = self._partition(s.survey_id)
+            p = self._partition(s.person_ref)
             records.append((p, self.offsets[p], s))
             self.offsets[p] += 1
         if redeliver:
             records += records[-redeliver:]
         for p, offset, s in records:
-            new_state, deltas, _ = apply_revision(self.survey_state.get(s.survey_id), offset, s,
-                                                  self.cat)  # fmt: skip
-            if new_state is not None:
-                self.survey_state[s.survey_id] = new_state
-            for d in deltas:
+            result = admit(self.people.get(s.person_ref), offset, s, self.cat)
+            if result.outcome == APPLIED:
+                assert result.state is not None
+                self.people[s.person_ref] = result.state
+            for d in result.deltas:
                 wire = d.to_wire(p)
                 for scope in (d.contribution.region, NATION):
                     per_scope.setdefault(scope, []).append(wire)

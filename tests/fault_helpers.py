@@ -126,7 +126,7 @@ def precreate_worker_topics(s: Settings) -> None:
         wanted = [
             NewTopic(f"{s.app_id}-{table}-changelog", s.partitions, 1,
                      topic_configs={"cleanup.policy": "compact"})
-            for table in ("survey-state", "person-state", "scope-months")
+            for table in ("people", "scope-months")
         ] + [NewTopic(f"{s.app_id}-__assignor-__leader", 1, 1)]  # fmt: skip
         admin.create_topics(wanted)
         names = {t.name for t in wanted}

@@ -125,9 +125,9 @@ def test_prometheus_scrapes_the_worker_and_evaluates_the_rules(
     ) == pytest.approx((now - timedelta(seconds=30)).timestamp(), abs=1)
     # State table sizes and consumer lag come from a 5-second timer in the worker.
     wait_for(
-        lambda: (prometheus.value('palliwatch_table_keys{table="survey-state"}') or 0) >= 6,
+        lambda: (prometheus.value('palliwatch_table_keys{table="people"}') or 0) >= 6,
         60,
-        "palliwatch_table_keys{table=survey-state} >= 6 in Prometheus",
+        "palliwatch_table_keys{table=people} >= 6 in Prometheus",
         worker,
     )
 
