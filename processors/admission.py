@@ -8,6 +8,8 @@ person answers both, written once per survey record.
 State (compact JSON in the table):
 - ``sid``, ``rev``, ``st``: the admitted survey, its latest admitted revision and status;
 - ``adm``: the positions of the last few admitted records, to recognise a redelivery;
+- ``dup``: [position, holder] of the last few records dead-lettered as a second registration,
+  so that a redelivery is dead-lettered again even if the holder was withdrawn since;
 - ``rs``: survey_id -> revision state (processors.revisions) for each survey of the person
   ever admitted (almost always one; a withdrawn registration may be followed by another).
 
@@ -33,9 +35,9 @@ DUPLICATE = "duplicate"
 class Admission:
     """outcome: ``applied`` (admitted: forward, send the deltas, store ``state``);
     ``redelivered`` (admitted before, seen again after a crash: forward and send the same deltas
-    again, state unchanged); ``stale`` (a revision no higher than the admitted one: counted,
-    nothing else); ``duplicate`` (a second registration of an active person: dead letter;
-    ``holder`` is the survey_id that has the person)."""
+    again, state unchanged); ``stale`` (a revision no higher than one applied for that survey:
+    counted, nothing else); ``duplicate`` (a second registration of an active person: dead
+    letter; ``holder`` is the survey_id that has the person; store ``state`` when set)."""
 
     outcome: str
     state: dict[str, Any] | None = None
@@ -47,23 +49,32 @@ def admit(state: dict[str, Any] | None, position: int, survey: Any, cat: Catalog
     sid = survey.survey_id
     surveys: dict[str, Any] = state["rs"] if state else {}
     admitted: list[int] = state["adm"] if state else []
+    duplicates: list[list[Any]] = state.get("dup", []) if state else []
     if position in admitted:
         # Its forward and deltas may have been lost with the crash; downstream ignores them if
         # they were not (the same positions).
         _, deltas, _ = apply_revision(surveys.get(sid), position, survey, cat)
         return Admission(REDELIVERED, deltas=deltas)
-    if state is not None and state["sid"] != sid:
-        if state["st"] != "withdrawn":
-            return Admission(DUPLICATE, holder=state["sid"])
-        # The earlier survey was withdrawn: a new registration of the person is allowed.
-    elif state is not None and survey.revision <= state["rev"]:
+    for seen, holder in duplicates:
+        if seen == position:  # redelivered: the same verdict as the first time
+            return Admission(DUPLICATE, holder=holder)
+    if state is not None and state["sid"] != sid and state["st"] != "withdrawn":
+        kept = {**state, "dup": [*duplicates, [position, state["sid"]]][-HISTORY:]}
+        return Admission(DUPLICATE, kept, holder=state["sid"])
+    # Otherwise the person is new, or this is their survey, or theirs was withdrawn (a new
+    # registration is allowed). Either way a revision no higher than one applied is stale.
+    history = surveys.get(sid, {}).get("h")
+    if history and survey.revision <= history[-1][1]:
         return Admission(STALE)
     revision_state, deltas, _ = apply_revision(surveys.get(sid), position, survey, cat)
+    assert revision_state is not None
     new_state = {
         "sid": sid,
         "rev": survey.revision,
         "st": survey.status,
         "adm": [*admitted, position][-HISTORY:],
-        "rs": surveys if revision_state is None else {**surveys, sid: revision_state},
+        "rs": {**surveys, sid: revision_state},
     }
+    if duplicates:
+        new_state["dup"] = duplicates
     return Admission(APPLIED, new_state, deltas)

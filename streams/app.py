@@ -12,6 +12,7 @@ of the partitions it is assigned, and the agents can batch with ``take_events``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from datetime import UTC, date, datetime
@@ -52,6 +53,11 @@ MAX_PER_MESSAGE = 4096
 assert SURVEY_BATCH <= MAX_PER_MESSAGE
 
 
+# Batches the survey stages hold in hand: read from Kafka (so not in the consumer's backlog) but
+# their results not yet sent on. The aggregation counts them as backlog (input_backlog).
+_in_hand = {"screen": 0, "settle": 0}
+
+
 def _chunks(items: list[Any], size: int) -> list[list[Any]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
@@ -70,6 +76,8 @@ def _person_messages(records: list[tuple[Any, str]]) -> list[bytes]:
     if chunk:
         out.append(orjson.dumps(chunk))
     return out
+
+
 SCOPE_BATCH = 5000
 BATCH_WITHIN_S = 0.25
 
@@ -224,6 +232,8 @@ def _make_screen(spec: topics.TopicSpec) -> Any:
 
     async def screen(stream: Any) -> None:
         async for events in stream.take_events(SURVEY_BATCH, within=BATCH_WITHIN_S):
+            if is_survey:
+                _in_hand["screen"] = len(events)
             now = datetime.now(UTC)
             by_partition: dict[int, list[Any]] = {}
             metrics.RECORDS_CONSUMED.labels(label).inc(len(events))
@@ -245,6 +255,8 @@ def _make_screen(spec: topics.TopicSpec) -> Any:
             for partition, records in sorted(by_partition.items()):
                 for message in _person_messages(records):
                     by_person_topic.send_soon(key=None, value=message, partition=partition)
+            if is_survey:
+                _in_hand["screen"] = 0
 
     screen.__name__ = screen.__qualname__ = f"screen_{spec.name.split('.')[1].replace('-', '_')}"
     return screen
@@ -263,6 +275,7 @@ async def settle_surveys(stream: Any) -> None:
     label = topics.DEATH_SURVEYS.name
     valid = valid_topics[label]
     async for events in stream.take_events(SETTLE_BATCH, within=BATCH_WITHIN_S):
+        _in_hand["settle"] = len(events)
         per_scope: dict[str, list[list[Any]]] = {}
         newest: dict[str, float] = {}  # metrics: newest submitted_at per scope message
         facts = FactRows()
@@ -275,6 +288,8 @@ async def settle_surveys(stream: Any) -> None:
                 result = admit(_load_json(people, person), offset * MAX_PER_MESSAGE + index,
                                survey, cat)  # fmt: skip
                 if result.outcome == DUPLICATE:
+                    if result.state is not None:
+                        people[person] = orjson.dumps(result.state)
                     await send_dead_letter(
                         DeadLetter(
                             Reason.DUPLICATE_PERSON,
@@ -314,6 +329,7 @@ async def settle_surveys(stream: Any) -> None:
                     key=scope.encode(),
                     value=orjson.dumps({"kind": "survey", "d": chunk, "t": newest[scope]}),
                 )
+        _in_hand["settle"] = 0
 
 
 @app.agent(valid_topics[topics.OFFICIAL_DEATHS.name])
@@ -373,10 +389,56 @@ async def write_indicators(
 
 
 # Evaluation is coalesced: deltas are applied (and their scope marked pending, in the table) per
-# batch, rows are computed at most every EVALUATE_MIN_S or twice the last evaluation's duration,
-# whichever is longer. Live traffic then sees rows within a fraction of a second, and a backfill
-# does not recompute the same periods for every small batch. A tick evaluates at once.
+# batch; rows are computed when the worker has caught up with its input (at most every
+# EVALUATE_MIN_S). While it works through a backlog (a backfill, a restart) it evaluates only
+# every BACKLOG_EVALUATE_S or four times the last evaluation's duration, whichever is longer:
+# every evaluation rewrites every open period it touched, so evaluating as often as in live
+# traffic made a backfill write each row tens of times. Evaluation blocks the worker's other
+# agents while it computes, so in live traffic the input piles up during an evaluation and is
+# caught up before the next: the two alternate without a timer.
 EVALUATE_MIN_S = 0.25
+BACKLOG_EVALUATE_S = 30.0
+
+
+def input_backlog() -> int:
+    """Records this worker's agents have not read yet, over its assigned input partitions
+    (from the consumer's latest fetch: no broker round trip)."""
+    consumer = app.consumer
+    read_offsets = getattr(consumer, "_read_offset", {})  # Faust's record of the last offset read
+    total = 0
+    try:
+        for tp in consumer.assignment():
+            if tp.topic not in _lag_sources:
+                continue
+            high = consumer.highwater(tp)
+            read = read_offsets.get(tp)
+            if high is not None:
+                total += max(0, high - (read + 1 if read is not None else 0))
+    except Exception:  # not started or rebalancing: treat as caught up
+        return 0
+    return total + sum(_in_hand.values())
+
+
+def evaluation_due(since_last: float, cost: float, backlog: int) -> bool:
+    if backlog:
+        return since_last >= max(BACKLOG_EVALUATE_S, 4 * cost)
+    return since_last >= EVALUATE_MIN_S
+
+
+async def write_evaluation(agg: Aggregator, official: list[OfficialRow]) -> None:
+    """Everything pending, chunk by chunk. A chunk's write is started before the next chunk is
+    computed, so the database merges one chunk while the worker computes the next."""
+    writing: asyncio.Task[None] | None = None
+    for rows in agg.evaluate_chunks(settings.as_of()):
+        if writing is not None:
+            await writing
+        writing = asyncio.ensure_future(write_indicators(rows, official))
+        official = []
+        await asyncio.sleep(0)  # let the write send its batch before computing the next
+    if writing is not None:
+        await writing
+    if official:
+        await write_indicators([], official)
 
 
 @app.agent(scope_topic)
@@ -387,7 +449,6 @@ async def aggregate_scopes(stream: Any) -> None:
     official_rows: list[OfficialRow] = []
     submitted: list[float] = []  # metrics: the newest submitted_at of each survey message
     async for events in stream.take_events(SCOPE_BATCH, within=BATCH_WITHIN_S):
-        ticked = False
         for event in events:
             scope = event.key.decode()
             msg = orjson.loads(event.value)
@@ -410,20 +471,15 @@ async def aggregate_scopes(stream: Any) -> None:
                     )
             elif kind == "tick":
                 agg.tick(scope, date.fromisoformat(msg["as_of"]))
-                ticked = True
             else:
                 agg.apply_structure(event.message.offset, msg)
         metrics.REDELIVERED_DELTAS.inc(agg.redelivered)
         agg.redelivered = 0
         agg.commit()
         now = time.monotonic()
-        if agg.has_work() and (ticked or now - last_at >= max(EVALUATE_MIN_S, 2 * cost)):
-            for rows in agg.evaluate_chunks(settings.as_of()):
-                await write_indicators(rows, official_rows)
-                official_rows = []
-            if official_rows:
-                await write_indicators([], official_rows)
-                official_rows = []
+        if agg.has_work() and evaluation_due(now - last_at, cost, input_backlog()):
+            await write_evaluation(agg, official_rows)
+            official_rows = []
             agg.commit()  # the pending marks, cleared now that the rows are durable
             last_at = time.monotonic()
             cost = last_at - now

@@ -37,6 +37,7 @@ from streams.kafka_admin import delete_topics, ensure_topics
 from streams.settings import REPO_ROOT, Settings
 from streams.topics import (
     CATALOGUE,
+    DEAD_LETTER,
     DEATH_SURVEYS,
     OFFICIAL_DEATHS,
     POPULATION,
@@ -247,7 +248,9 @@ def bench_pipeline(
         )
         first_at: float | None = None
         inputs = [s.topic(t) for t in CATALOGUE if not t.name.startswith("palliwatch.indicators")]
-        inputs = [t for t in inputs if "dead-letter" not in t]
+        # The valid surveys are not read back: the stage that admits them forwards them there.
+        unread = {s.topic(DEATH_SURVEYS.valid), s.topic(DEAD_LETTER)}
+        inputs = [t for t in inputs if t not in unread]
         survey_label = 'palliwatch_records_consumed_total{topic="registry.death-surveys.v1"}'
         last_print = 0.0
         while True:
