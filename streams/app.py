@@ -104,7 +104,10 @@ app = faust.App(
 )
 
 
-def _topic(spec: topics.TopicSpec) -> faust.TopicT:
+def _topic(spec: topics.TopicSpec, maxsize: int | None = None) -> faust.TopicT:
+    """``maxsize``: how many records the worker reads ahead of its agent (Faust's default,
+    ``stream_buffer_maxsize``, is 4096 — fine for single records, but 4096 batch messages of a
+    quarter megabyte each would be a gigabyte of read-ahead)."""
     # Contract topics are created from the catalogue, never declared by Faust.
     return app.topic(
         settings.topic(spec),
@@ -114,13 +117,15 @@ def _topic(spec: topics.TopicSpec) -> faust.TopicT:
         value_serializer="raw",
         partitions=spec.partitions or settings.partitions,
         internal=False,
+        maxsize=maxsize,
     )
 
 
 contract_topics = {spec.name: _topic(spec) for spec in topics.CONTRACT_TOPICS}
 valid_topics = {spec.name: _topic(spec.valid) for spec in topics.CONTRACT_TOPICS}
-by_person_topic = _topic(topics.SURVEYS_BY_PERSON)
-scope_topic = _topic(topics.SCOPE_DELTAS)
+# Batch messages: a few in hand are thousands of surveys or deltas.
+by_person_topic = _topic(topics.SURVEYS_BY_PERSON, maxsize=2 * SETTLE_BATCH)
+scope_topic = _topic(topics.SCOPE_DELTAS, maxsize=256)
 dead_letter_topic = _topic(topics.DEAD_LETTER)
 
 

@@ -49,7 +49,7 @@ from tests.fault_helpers import (
 from tests.histories import History, random_history
 from tests.oracle_compare import db_rows, differences, oracle_of
 from tests.pipeline_helpers import dead_letters, metric, person, survey
-from tests.test_engine_integration import send_history, wait_equal
+from tests.test_engine_integration import wait_equal
 
 pytestmark = pytest.mark.integration
 
@@ -164,21 +164,36 @@ def test_two_workers_share_partitions_and_the_survivor_takes_over(
         )
 
         h = random_history(seed=72, n_surveys=1200, as_of=TEST_AS_OF)
-        send_history(isolated, h)
-        wait_for(
-            lambda: metric(s_b, CONSUMED) > 150 and metric(s, ROWS) > 0,
-            120,
-            "the second worker to be part-way through",
-            other,
-        )
-        # Kill it once the group has committed offsets for its partitions: killed before its
-        # first commit, the survivor stalls after the takeover (a production bug, reported
-        # separately: the partitions it inherits have no committed offset and it never
-        # consumes them).
-        theirs = assigned_partitions(other.log_path, surveys_topic) or set()
-        wait_for(
-            lambda: committed(s, surveys_topic, theirs), 60, "the second worker's commit", other
-        )
+        # The first part of the history, then the rest the moment the second worker has
+        # committed: it is killed with most of its share still to do.
+        first = len(h.surveys) // 4
+        producer = make_producer(s)
+        try:
+            send_records(producer, s, POPULATION, h.population)
+            send_records(producer, s, UNIT_EVENTS, h.units)
+            send_records(producer, s, OFFICIAL_DEATHS, h.official[: len(h.official) // 2])
+            send_records(producer, s, DEATH_SURVEYS, h.surveys[:first])
+            wait_for(
+                lambda: metric(s_b, CONSUMED) > 0 and metric(s, ROWS) > 0,
+                120,
+                "the second worker to be part-way through",
+                other,
+            )
+            # Kill it once the group has committed offsets for its partitions: killed before
+            # its first commit, the survivor stalls after the takeover (a production bug,
+            # reported separately: the partitions it inherits have no committed offset and it
+            # never consumes them).
+            theirs = assigned_partitions(other.log_path, surveys_topic) or set()
+            wait_for(
+                lambda: committed(s, surveys_topic, theirs),
+                60,
+                "the second worker's commit",
+                other,
+            )
+            send_records(producer, s, DEATH_SURVEYS, h.surveys[first:])
+            send_records(producer, s, OFFICIAL_DEATHS, h.official[len(h.official) // 2 :])
+        finally:
+            producer.close()
         other.proc.send_signal(signal.SIGKILL)
         other.proc.wait()
         want = oracle_of(h, TEST_AS_OF)
