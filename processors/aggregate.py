@@ -30,6 +30,7 @@ from processors.engine import (
     catalogue_fingerprint,
     evaluate_scope,
     evaluate_structure,
+    headline_periods,
     layouts,
     learning_months,
     new_scope_month,
@@ -73,6 +74,9 @@ class Aggregator:
         self.pending: dict[str, Pending] = {}
         self.busy_scopes: set[str] = set()
         self.day_work: dict[str, date | None] = {}
+        # Touched since the last headline pass (in memory: the pending marks in the table cover
+        # the same work, so a crash loses nothing).
+        self.fresh: dict[str, Pending] = {}
         self.redelivered = 0
 
     # ---- state access --------------------------------------------------------------------
@@ -132,6 +136,12 @@ class Aggregator:
         if day is not None:
             p.days.add(day)
         self.changed.add(f"{scope}|{PENDING}".encode())
+        f = self.fresh.get(scope)
+        if f is None:
+            f = self.fresh[scope] = Pending()
+        f.months.add(month)
+        if day is not None:
+            f.days.add(day)
 
     def tick(self, scope: str, as_of: date) -> None:
         """The clock's tick for one scope: evaluate what is pending, and when the date moved
@@ -242,60 +252,88 @@ class Aggregator:
         """All rows of ``evaluate_chunks`` in one list (tests; small evaluations)."""
         return [row for chunk in self.evaluate_chunks(as_of) for row in chunk]
 
+    def scopes_with_work(self) -> list[str]:
+        """Scopes with pending marks or a daily pass to do (after ``commit``)."""
+        busy = {scope for scope, p in self.pending.items() if p.busy()}
+        return sorted(self.busy_scopes | busy | set(self.day_work))
+
     def evaluate_chunks(
         self, as_of: date, max_rows: int = 20_000
     ) -> Iterator[list[IndicatorValue]]:
         """Rows of everything pending, and the daily passes ticks asked for, in chunks of at
-        most about ``max_rows`` (a backfill touches hundreds of thousands of rows; holding them
-        all at once would set the worker's peak memory). Once exhausted, the pending sets are
-        empty: ``commit`` after the rows are durable. If a write fails half-way, the pending
-        marks are still in the table and the next evaluation redoes the work."""
-        buffer: list[IndicatorValue] = []
+        most about ``max_rows``: ``evaluate_scope_chunks`` for every scope with work."""
+        for scope in self.scopes_with_work():
+            yield from self.evaluate_scope_chunks(scope, as_of, max_rows)
+        self.cache = {k: self.cache[k] for k in self.changed if k in self.cache}
+
+    def evaluate_scope_chunks(
+        self, scope: str, as_of: date, max_rows: int = 20_000
+    ) -> Iterator[list[IndicatorValue]]:
+        """Rows of one scope's pending work and daily pass, in chunks of at most about
+        ``max_rows`` (a backfill touches hundreds of thousands of rows; holding them all at once
+        would set the worker's peak memory). The caller makes each chunk durable before asking
+        for the next; once exhausted, the scope's pending marks are cleared: ``commit`` then.
+        If a write fails half-way, the marks are still in the table and the next evaluation
+        redoes the work."""
         learning = set(learning_months(as_of, self.cat))
-        done: list[str] = []
-        for scope in sorted(self.busy_scopes | set(self.pending) | set(self.day_work)):
-            p = self._pending(scope)
-            periods = periods_for_changes(p.months, p.days, as_of, self.cat)
-            if p.months & learning:
-                # The delay distribution moved: every open period's nowcast moves with it.
-                recent = [m for m in self.months_of(scope) if m > min(learning)]
-                periods |= open_periods(recent, as_of, self.cat)
-            structure_from = p.structure_from
-            if scope in self.day_work:
-                since = self.day_work[scope]
-                periods |= periods_for_day(self.months_of(scope), as_of, since, self.cat)
-                if scope == NATION and self.table.get(f"{NATION}|{STRUCTURE}".encode()):
-                    first = None if since is None else since.strftime("%Y-%m")
-                    if structure_from is None or first is None or first < structure_from:
-                        structure_from = first or self.structure()["first_month"]
-            chunks: list[Iterable[list[IndicatorValue]]] = []
-            if periods:
-                chunks.append(self._evaluate(scope, periods, as_of))
-            if structure_from is not None:
-                st = self.structure()
-                months = structure_months(st, structure_from, as_of)
-                chunks.append([evaluate_structure(st, months, as_of, self.cat)])
-            for part in chunks:
-                for rows in part:
-                    buffer += rows
-                    if len(buffer) >= max_rows:
-                        yield buffer
-                        buffer = []
-            done.append(scope)
-            # Decoded month states of this scope are not needed any more: the table has them.
-            prefix = f"{scope}|".encode()
-            self.cache = {
-                k: v for k, v in self.cache.items() if not k.startswith(prefix) or k in self.changed
-            }
+        p = self._pending(scope)
+        periods = periods_for_changes(p.months, p.days, as_of, self.cat)
+        if p.months & learning:
+            # The delay distribution moved: every open period's nowcast moves with it.
+            recent = [m for m in self.months_of(scope) if m > min(learning)]
+            periods |= open_periods(recent, as_of, self.cat)
+        structure_from = p.structure_from
+        if scope in self.day_work:
+            since = self.day_work[scope]
+            periods |= periods_for_day(self.months_of(scope), as_of, since, self.cat)
+            if scope == NATION and self.table.get(f"{NATION}|{STRUCTURE}".encode()):
+                first = None if since is None else since.strftime("%Y-%m")
+                if structure_from is None or first is None or first < structure_from:
+                    structure_from = first or self.structure()["first_month"]
+        chunks: list[Iterable[list[IndicatorValue]]] = []
+        if periods:
+            chunks.append(self._evaluate(scope, periods, as_of))
+        if structure_from is not None:
+            st = self.structure()
+            months = structure_months(st, structure_from, as_of)
+            chunks.append([evaluate_structure(st, months, as_of, self.cat)])
+        buffer: list[IndicatorValue] = []
+        for part in chunks:
+            for rows in part:
+                buffer += rows
+                if len(buffer) >= max_rows:
+                    yield buffer
+                    buffer = []
         if buffer:
             yield buffer
-        for scope in done:
-            p = self._pending(scope)
-            if p.busy():
-                p.clear()
-                self.changed.add(f"{scope}|{PENDING}".encode())
-        self.day_work.clear()
+        # Every row is durable now.
+        p = self._pending(scope)
+        if p.busy():
+            p.clear()
+            self.changed.add(f"{scope}|{PENDING}".encode())
+        self.day_work.pop(scope, None)
+        self.fresh.pop(scope, None)
+        # Decoded month states of this scope are not needed any more: the table has them.
+        prefix = f"{scope}|".encode()
+        self.cache = {
+            k: v for k, v in self.cache.items() if not k.startswith(prefix) or k in self.changed
+        }
+
+    def evaluate_headline(self, as_of: date) -> list[IndicatorValue]:
+        """The headline rows of what changed since the last headline pass: breakdown ``all`` of
+        the nation and the regions, for ``engine.headline_periods``. These are rows the full
+        evaluation writes too, with the same values; live traffic sees them first because
+        they are few. Municipalities, breakdown cells and later window ends follow with the
+        full evaluation."""
+        out: list[IndicatorValue] = []
+        for scope, f in sorted(self.fresh.items()):
+            periods = headline_periods(f.months, f.days, as_of, self.cat)
+            if periods:
+                view = self._view(scope, _months_needed(periods, as_of, self.cat))
+                out += evaluate_scope(view, periods, as_of, self.cat, total_only=True)
+        self.fresh.clear()
         self.cache = {k: self.cache[k] for k in self.changed if k in self.cache}
+        return out
 
 
 @dataclass

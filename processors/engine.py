@@ -227,6 +227,27 @@ def periods_for_changes(
     return out
 
 
+def headline_periods(
+    months: Iterable[str], days: Iterable[date], as_of: date, cat: Catalogue
+) -> set[Period]:
+    """The periods a change shows in first (see ``evaluate_scope``'s ``total_only``): the
+    calendar month, quarter and year holding each touched month, the rolling 12 months ending
+    this month, and the daily windows ending today — not every later window end."""
+    as_of_month = as_of.strftime("%Y-%m")
+    current_12m = ("rolling_12m", month_last_day(as_of_month))
+    out: set[Period] = set()
+    for m in months:
+        for p in calendar_periods_of_month(m, as_of_month):
+            if p[0] != "rolling_12m" or p == current_12m:
+                out.add(p)
+    for d in days:
+        age = (as_of - d).days
+        for ptype, n in ROLLING_DAYS.items():
+            if 0 <= age < n:
+                out.add((ptype, as_of))
+    return out
+
+
 def periods_for_day(
     months: Iterable[str], as_of: date, since: date | None, cat: Catalogue
 ) -> set[Period]:
@@ -413,9 +434,14 @@ def _day_prefix(
 
 
 def evaluate_scope(
-    view: ScopeView, periods: Iterable[Period], as_of: date, cat: Catalogue
+    view: ScopeView,
+    periods: Iterable[Period],
+    as_of: date,
+    cat: Catalogue,
+    total_only: bool = False,
 ) -> list[IndicatorValue]:
-    """Every row of one scope for the requested periods (rows exist only where data does)."""
+    """Every row of one scope for the requested periods (rows exist only where data does);
+    ``total_only``: only breakdown ``all`` (the headline rows, computed first in live traffic)."""
     from bisect import bisect_left, bisect_right
 
     width = len(cat.counters())
@@ -472,7 +498,10 @@ def evaluate_scope(
         complete = (as_of - end).days > window
         labels: dict[str, Vector] = {}
         for m in months:
-            for label, vec in view.months[m]["cells"].items():
+            cells = view.months[m]["cells"]
+            if total_only:
+                cells = {TOTAL: cells[TOTAL]} if TOTAL in cells else {}
+            for label, vec in cells.items():
                 cur = labels.get(label)
                 if cur is None:
                     labels[label] = list(vec)

@@ -46,11 +46,24 @@ LAST_EVENT_TIME = Gauge(
     "submitted_at of the newest valid survey seen, per region",
     ["region"],
 )
+_LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 86400)
 PROCESSING_LATENCY = Histogram(
     "palliwatch_processing_latency_seconds",
-    "From a survey's submitted_at to its indicator rows being durable (the newest survey of "
-    "each scope-delta message; backfilled and late-registered surveys land in the top buckets)",
-    buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 86400),
+    "From a survey's submitted_at to its headline indicator rows being durable: breakdown "
+    "'all' of its region and the nation, for its month, quarter, year, the current rolling "
+    "12 months and today's daily windows (the newest survey of each scope-delta message; "
+    "backfilled and late-registered surveys land in the top buckets)",
+    buckets=_LATENCY_BUCKETS,
+)
+EVALUATION_PENDING = Gauge(
+    "palliwatch_evaluation_pending_scopes",
+    "Scopes of this worker with indicator rows still to write (0: every row is current)",
+)
+COMPLETE_LATENCY = Histogram(
+    "palliwatch_complete_latency_seconds",
+    "From a survey's submitted_at to every indicator row it changes being durable "
+    "(municipalities, breakdown cells and every later window end included)",
+    buckets=_LATENCY_BUCKETS,
 )
 
 

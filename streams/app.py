@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Iterable
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -393,21 +394,28 @@ async def write_indicators(
     metrics.INDICATOR_ROWS.inc(len(values))
 
 
-# Evaluation is coalesced: deltas are applied (and their scope marked pending, in the table) per
-# batch; rows are computed when the worker has caught up with its input (at most every
-# EVALUATE_MIN_S). While it works through a backlog (a backfill, a restart) it evaluates only
-# every BACKLOG_EVALUATE_S or four times the last evaluation's duration, whichever is longer:
-# every evaluation rewrites every open period it touched, so evaluating as often as in live
-# traffic made a backfill write each row tens of times. Evaluation blocks the worker's other
-# agents while it computes, so in live traffic the input piles up during an evaluation and is
-# caught up before the next: the two alternate without a timer.
+# Evaluation (README, "Coalesced evaluation"). Deltas are applied (and their scope marked
+# pending, in the table) per batch. Two passes then write rows:
+# - the headline pass, after every batch once the worker has caught up with its input: the rows
+#   live traffic watches (breakdown "all" of the regions and the nation, for the touched
+#   months' calendar periods, the current rolling 12 months and today's daily windows) — a few
+#   thousand rows, so a survey shows there within about a second;
+# - the full evaluation, a job over the scopes with pending work, worked through in slices of
+#   about FULL_SLICE_S between batches while input is waiting (so it never holds a headline
+#   pass back for long), straight through when nothing waits. Started when the worker has
+#   caught up; while it works through a backlog (a backfill, a restart) only every
+#   BACKLOG_EVALUATE_S or four times the last job's duration: every full evaluation rewrites
+#   every open period it touched, so evaluating as often as in live traffic made a backfill
+#   write each row many times over.
 EVALUATE_MIN_S = 0.25
 BACKLOG_EVALUATE_S = 30.0
+FULL_SLICE_S = 0.5
 
 
 def input_backlog() -> int:
     """Records this worker's agents have not read yet, over its assigned input partitions
-    (from the consumer's latest fetch: no broker round trip)."""
+    (from the consumer's latest fetch: no broker round trip), plus the survey batches its
+    stages hold in hand."""
     consumer = app.consumer
     read_offsets = getattr(consumer, "_read_offset", {})  # Faust's record of the last offset read
     total = 0
@@ -430,11 +438,19 @@ def evaluation_due(since_last: float, cost: float, backlog: int) -> bool:
     return since_last >= EVALUATE_MIN_S
 
 
-async def write_evaluation(agg: Aggregator, official: list[OfficialRow]) -> None:
-    """Everything pending, chunk by chunk. A chunk's write is started before the next chunk is
-    computed, so the database merges one chunk while the worker computes the next."""
+def _waiting(stream: Any) -> int:
+    """Records already delivered to this agent's stream and not yet taken."""
+    try:
+        return int(stream.channel.queue.qsize())
+    except Exception:
+        return 0
+
+
+async def write_chunks(chunks: Iterable[list[IndicatorValue]], official: list[OfficialRow]) -> None:
+    """Rows chunk by chunk. A chunk's write is started before the next chunk is computed, so
+    the database merges one chunk while the worker computes the next."""
     writing: asyncio.Task[None] | None = None
-    for rows in agg.evaluate_chunks(settings.as_of()):
+    for rows in chunks:
         if writing is not None:
             await writing
         writing = asyncio.ensure_future(write_indicators(rows, official))
@@ -446,13 +462,27 @@ async def write_evaluation(agg: Aggregator, official: list[OfficialRow]) -> None
         await write_indicators([], official)
 
 
+def _observe(histogram: Any, submitted: list[float]) -> None:
+    durable = datetime.now(UTC).timestamp()
+    for t in submitted:
+        histogram.observe(max(0.0, durable - t))
+    submitted.clear()
+
+
 @app.agent(scope_topic)
 async def aggregate_scopes(stream: Any) -> None:
-    """Apply deltas to scope-month state; evaluate pending periods when due; sink the rows."""
+    """Apply deltas to scope-month state; write headline rows, and the full evaluation in
+    slices, when due."""
     agg = Aggregator(scope_months, catalogue())
-    last_at, cost = 0.0, 0.0
+    job: list[str] = []  # scopes of the full evaluation under way
+    job_active = False
+    job_spent = last_done = cost = 0.0
     official_rows: list[OfficialRow] = []
-    submitted: list[float] = []  # metrics: the newest submitted_at of each survey message
+    # metrics: the newest submitted_at of each survey message, until its headline rows are
+    # durable; until a full evaluation that started after it finished; in the one under way.
+    headline_wait: list[float] = []
+    complete_wait: list[float] = []
+    in_job: list[float] = []
     async for events in stream.take_events(SCOPE_BATCH, within=BATCH_WITHIN_S):
         for event in events:
             scope = event.key.decode()
@@ -461,7 +491,8 @@ async def aggregate_scopes(stream: Any) -> None:
             if kind == "survey":
                 agg.apply_survey_deltas(scope, msg["d"])
                 if "t" in msg:
-                    submitted.append(msg["t"])
+                    headline_wait.append(msg["t"])
+                    complete_wait.append(msg["t"])
             elif kind == "official":
                 agg.apply_official(scope, msg["region_code"], msg["month"], msg["deaths"])
                 if scope != NATION:
@@ -481,20 +512,33 @@ async def aggregate_scopes(stream: Any) -> None:
         metrics.REDELIVERED_DELTAS.inc(agg.redelivered)
         agg.redelivered = 0
         agg.commit()
-        now = time.monotonic()
-        if agg.has_work() and evaluation_due(now - last_at, cost, input_backlog()):
-            await write_evaluation(agg, official_rows)
+        as_of = settings.as_of()
+        backlog = input_backlog()
+        if agg.fresh and not backlog:
+            await write_chunks([agg.evaluate_headline(as_of)], official_rows)
             official_rows = []
-            agg.commit()  # the pending marks, cleared now that the rows are durable
-            last_at = time.monotonic()
-            cost = last_at - now
-            durable = datetime.now(UTC).timestamp()
-            for t in submitted:
-                metrics.PROCESSING_LATENCY.observe(max(0.0, durable - t))
-            submitted = []
-        elif official_rows:
+            _observe(metrics.PROCESSING_LATENCY, headline_wait)
+        if not job and agg.has_work() and evaluation_due(time.monotonic() - last_done, cost,
+                                                         backlog):  # fmt: skip
+            job, job_spent, job_active = agg.scopes_with_work(), 0.0, True
+            in_job += complete_wait
+            complete_wait.clear()
+        started = time.monotonic()
+        while job and (time.monotonic() - started < FULL_SLICE_S or not _waiting(stream)):
+            await write_chunks(agg.evaluate_scope_chunks(job.pop(0), as_of), official_rows)
+            official_rows = []
+            agg.commit()  # the scope's pending marks, cleared now that its rows are durable
+        job_spent += time.monotonic() - started
+        if job_active and not job:
+            job_active = False
+            last_done, cost = time.monotonic(), job_spent
+            _observe(metrics.COMPLETE_LATENCY, in_job)
+            if not agg.fresh:  # the full evaluation wrote the headline rows too
+                _observe(metrics.PROCESSING_LATENCY, headline_wait)
+        if official_rows:
             await write_indicators([], official_rows)
             official_rows = []
+        metrics.EVALUATION_PENDING.set(len(set(job) | set(agg.scopes_with_work())))
 
 
 @app.timer(interval=settings.reevaluate_seconds, on_leader=True)

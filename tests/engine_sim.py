@@ -34,6 +34,7 @@ class EngineSim:
         self.agg = Aggregator(self.table, self.cat)
         self.rows: dict[Key, IndicatorValue] = {}
         self.structure_position = 0
+        self.headline_rows = 0
 
     def _partition(self, key: str) -> int:
         return zlib.crc32(key.encode()) % self.partitions
@@ -81,7 +82,16 @@ class EngineSim:
         self._finish(as_of)
 
     def _finish(self, as_of: date) -> None:
+        """As the worker: the headline pass, then the full evaluation. Every headline row is a
+        row of the full evaluation with the same values (checked here, so every test that
+        runs the simulator checks it)."""
         self.agg.commit()
-        for v in self.agg.evaluate(as_of):
+        headline = self.agg.evaluate_headline(as_of)
+        full = self.agg.evaluate(as_of)
+        by_key = {v.key: v for v in full}
+        for v in headline:
+            assert by_key.get(v.key) == v, f"headline row {v.key} differs from the full row"
+        self.headline_rows += len(headline)
+        for v in full:
             self.rows[v.key] = v
         self.agg.commit()
