@@ -47,6 +47,7 @@ from processors.engine import (
 
 STRUCTURE = "structure"
 PENDING = "pending"
+PERIODS_PER_CALL = 12
 
 
 class CatalogueChanged(RuntimeError):
@@ -77,6 +78,9 @@ class Aggregator:
         # Touched since the last headline pass (in memory: the pending marks in the table cover
         # the same work, so a crash loses nothing).
         self.fresh: dict[str, Pending] = {}
+        # Touched while the scope's evaluation is under way (evaluate_scope_chunks may be
+        # suspended between chunks while new deltas are applied): these marks stay pending.
+        self.in_flight: dict[str, Pending] = {}
         self.redelivered = 0
 
     # ---- state access --------------------------------------------------------------------
@@ -139,9 +143,11 @@ class Aggregator:
         f = self.fresh.get(scope)
         if f is None:
             f = self.fresh[scope] = Pending()
-        f.months.add(month)
-        if day is not None:
-            f.days.add(day)
+        for marks in (f, self.in_flight.get(scope)):
+            if marks is not None:
+                marks.months.add(month)
+                if day is not None:
+                    marks.days.add(day)
 
     def tick(self, scope: str, as_of: date) -> None:
         """The clock's tick for one scope: evaluate what is pending, and when the date moved
@@ -197,10 +203,12 @@ class Aggregator:
             )
         st["offset"] = max(st["offset"], position)
         self.changed.add(f"{NATION}|{STRUCTURE}".encode())
-        p = self._pending(NATION)
-        if month is not None and (p.structure_from is None or month < p.structure_from):
-            p.structure_from = month
-            self.changed.add(f"{NATION}|{PENDING}".encode())
+        if month is None:
+            return
+        for marks in (self._pending(NATION), self.in_flight.get(NATION)):
+            if marks is not None and (marks.structure_from is None or month < marks.structure_from):
+                marks.structure_from = month
+                self.changed.add(f"{NATION}|{PENDING}".encode())
 
     def commit(self) -> int:
         """Write changed state back to the table; returns the number of keys written."""
@@ -238,7 +246,11 @@ class Aggregator:
         """Rows of a scope, then of each of its municipalities, for these periods."""
         needed = _months_needed(periods, as_of, self.cat)
         view = self._view(scope, needed)
-        yield evaluate_scope(view, periods, as_of, self.cat)
+        # A few periods at a time, so a caller can stop between chunks (the nation's rows alone
+        # are tens of thousands in live traffic).
+        ordered = sorted(periods)
+        for i in range(0, len(ordered), PERIODS_PER_CALL):
+            yield evaluate_scope(view, ordered[i : i + PERIODS_PER_CALL], as_of, self.cat)
         if view.scope_type == "region":
             munis: dict[str, dict[str, Any]] = {}
             for m, sm in view.months.items():
@@ -277,6 +289,8 @@ class Aggregator:
         redoes the work."""
         learning = set(learning_months(as_of, self.cat))
         p = self._pending(scope)
+        taken = Pending(set(p.months), set(p.days), p.structure_from)
+        flight = self.in_flight[scope] = Pending()
         periods = periods_for_changes(p.months, p.days, as_of, self.cat)
         if p.months & learning:
             # The delay distribution moved: every open period's nowcast moves with it.
@@ -284,7 +298,7 @@ class Aggregator:
             periods |= open_periods(recent, as_of, self.cat)
         structure_from = p.structure_from
         if scope in self.day_work:
-            since = self.day_work[scope]
+            since = self.day_work.pop(scope)
             periods |= periods_for_day(self.months_of(scope), as_of, since, self.cat)
             if scope == NATION and self.table.get(f"{NATION}|{STRUCTURE}".encode()):
                 first = None if since is None else since.strftime("%Y-%m")
@@ -298,21 +312,26 @@ class Aggregator:
             months = structure_months(st, structure_from, as_of)
             chunks.append([evaluate_structure(st, months, as_of, self.cat)])
         buffer: list[IndicatorValue] = []
-        for part in chunks:
-            for rows in part:
-                buffer += rows
-                if len(buffer) >= max_rows:
-                    yield buffer
-                    buffer = []
-        if buffer:
-            yield buffer
-        # Every row is durable now.
+        try:
+            for part in chunks:
+                for rows in part:
+                    buffer += rows
+                    if len(buffer) >= max_rows:
+                        yield buffer
+                        buffer = []
+            if buffer:
+                yield buffer
+        finally:
+            del self.in_flight[scope]
+        # Every row is durable now. Clear the marks this evaluation took, but not those added
+        # while it was suspended (the caller may apply deltas between chunks): the next
+        # evaluation picks them up.
         p = self._pending(scope)
-        if p.busy():
-            p.clear()
-            self.changed.add(f"{scope}|{PENDING}".encode())
-        self.day_work.pop(scope, None)
-        self.fresh.pop(scope, None)
+        p.months = (p.months - taken.months) | flight.months
+        p.days = (p.days - taken.days) | flight.days
+        if p.structure_from == taken.structure_from:
+            p.structure_from = flight.structure_from
+        self.changed.add(f"{scope}|{PENDING}".encode())
         # Decoded month states of this scope are not needed any more: the table has them.
         prefix = f"{scope}|".encode()
         self.cache = {

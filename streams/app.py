@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -80,7 +80,7 @@ def _person_messages(records: list[tuple[Any, str]]) -> list[bytes]:
 
 
 SCOPE_BATCH = 5000
-BATCH_WITHIN_S = 0.25
+BATCH_WITHIN_S = 0.1
 
 app = faust.App(
     settings.app_id,
@@ -281,7 +281,7 @@ async def settle_surveys(stream: Any) -> None:
     label = topics.DEATH_SURVEYS.name
     valid = valid_topics[label]
     async for events in stream.take_events(SETTLE_BATCH, within=BATCH_WITHIN_S):
-        _in_hand["settle"] = len(events)
+        _in_hand["settle"] = sum(len(e.value) for e in events) // 1000  # ~1 kB a survey
         per_scope: dict[str, list[list[Any]]] = {}
         newest: dict[str, float] = {}  # metrics: newest submitted_at per scope message
         facts = FactRows()
@@ -409,7 +409,10 @@ async def write_indicators(
 #   write each row many times over.
 EVALUATE_MIN_S = 0.25
 BACKLOG_EVALUATE_S = 30.0
-FULL_SLICE_S = 0.5
+# Caught up: fewer records than this left to read (in live traffic a few are always in flight).
+CAUGHT_UP_RECORDS = SURVEY_BATCH
+FULL_SLICE_S = 0.3
+SLICE_ROWS = 5000  # rows per chunk of the full evaluation (about 0.1 s to compute)
 
 
 def input_backlog() -> int:
@@ -432,7 +435,7 @@ def input_backlog() -> int:
     return total + sum(_in_hand.values())
 
 
-def evaluation_due(since_last: float, cost: float, backlog: int) -> bool:
+def evaluation_due(since_last: float, cost: float, backlog: bool) -> bool:
     if backlog:
         return since_last >= max(BACKLOG_EVALUATE_S, 4 * cost)
     return since_last >= EVALUATE_MIN_S
@@ -474,7 +477,8 @@ async def aggregate_scopes(stream: Any) -> None:
     """Apply deltas to scope-month state; write headline rows, and the full evaluation in
     slices, when due."""
     agg = Aggregator(scope_months, catalogue())
-    job: list[str] = []  # scopes of the full evaluation under way
+    job: list[str] = []  # scopes of the full evaluation under way, not started yet
+    scope_rows: Iterator[list[IndicatorValue]] | None = None  # the scope under way
     job_active = False
     job_spent = last_done = cost = 0.0
     official_rows: list[OfficialRow] = []
@@ -513,32 +517,46 @@ async def aggregate_scopes(stream: Any) -> None:
         agg.redelivered = 0
         agg.commit()
         as_of = settings.as_of()
-        backlog = input_backlog()
+        backlog = input_backlog() > CAUGHT_UP_RECORDS
         if agg.fresh and not backlog:
             await write_chunks([agg.evaluate_headline(as_of)], official_rows)
             official_rows = []
             _observe(metrics.PROCESSING_LATENCY, headline_wait)
-        if not job and agg.has_work() and evaluation_due(time.monotonic() - last_done, cost,
-                                                         backlog):  # fmt: skip
+        if not job_active and agg.has_work() and evaluation_due(time.monotonic() - last_done,
+                                                                cost, backlog):  # fmt: skip
             job, job_spent, job_active = agg.scopes_with_work(), 0.0, True
             in_job += complete_wait
             complete_wait.clear()
         started = time.monotonic()
-        while job and (time.monotonic() - started < FULL_SLICE_S or not _waiting(stream)):
-            await write_chunks(agg.evaluate_scope_chunks(job.pop(0), as_of), official_rows)
+        writing: asyncio.Task[None] | None = None
+        while (scope_rows is not None or job) and (
+            time.monotonic() - started < FULL_SLICE_S or not _waiting(stream)
+        ):
+            if scope_rows is None:
+                scope_rows = agg.evaluate_scope_chunks(job.pop(0), as_of, max_rows=SLICE_ROWS)
+            rows = next(scope_rows, None)  # computed while the previous chunk is written
+            if writing is not None:
+                await writing
+                writing = None
+            if rows is None:  # the scope is done and its rows durable
+                scope_rows = None
+                agg.commit()  # its pending marks, cleared
+                continue
+            writing = asyncio.ensure_future(write_indicators(rows, official_rows))
             official_rows = []
-            agg.commit()  # the scope's pending marks, cleared now that its rows are durable
+            await asyncio.sleep(0)  # let the write send its batch before computing the next
+        if writing is not None:
+            await writing
         job_spent += time.monotonic() - started
-        if job_active and not job:
+        if job_active and not job and scope_rows is None:
             job_active = False
             last_done, cost = time.monotonic(), job_spent
             _observe(metrics.COMPLETE_LATENCY, in_job)
-            if not agg.fresh:  # the full evaluation wrote the headline rows too
-                _observe(metrics.PROCESSING_LATENCY, headline_wait)
         if official_rows:
             await write_indicators([], official_rows)
             official_rows = []
-        metrics.EVALUATION_PENDING.set(len(set(job) | set(agg.scopes_with_work())))
+        under_way = len(job) + (scope_rows is not None)
+        metrics.EVALUATION_PENDING.set(max(under_way, len(agg.scopes_with_work())))
 
 
 @app.timer(interval=settings.reevaluate_seconds, on_leader=True)
