@@ -46,7 +46,14 @@ LAST_EVENT_TIME = Gauge(
     "submitted_at of the newest valid survey seen, per region",
     ["region"],
 )
-_LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 86400)
+_LATENCY_BUCKETS = (0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 2.5, 5, 10, 20, 30, 60, 120, 300, 900,
+                    3600, 86400)  # fmt: skip
+EVALUATION_SECONDS = Histogram(
+    "palliwatch_evaluation_seconds",
+    "Time to compute and write one headline pass, or one slice of the full evaluation",
+    ["pass"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
 PROCESSING_LATENCY = Histogram(
     "palliwatch_processing_latency_seconds",
     "From a survey's submitted_at to its headline indicator rows being durable: breakdown "

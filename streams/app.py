@@ -411,8 +411,8 @@ EVALUATE_MIN_S = 0.25
 BACKLOG_EVALUATE_S = 30.0
 # Caught up: fewer records than this left to read (in live traffic a few are always in flight).
 CAUGHT_UP_RECORDS = SURVEY_BATCH
-FULL_SLICE_S = 0.3
-SLICE_ROWS = 5000  # rows per chunk of the full evaluation (about 0.1 s to compute)
+FULL_SLICE_S = 0.15
+SLICE_ROWS = 3000  # rows per chunk of the full evaluation (well under 0.1 s to compute)
 
 
 def input_backlog() -> int:
@@ -519,7 +519,8 @@ async def aggregate_scopes(stream: Any) -> None:
         as_of = settings.as_of()
         backlog = input_backlog() > CAUGHT_UP_RECORDS
         if agg.fresh and not backlog:
-            await write_chunks([agg.evaluate_headline(as_of)], official_rows)
+            with metrics.EVALUATION_SECONDS.labels("headline").time():
+                await write_chunks([agg.evaluate_headline(as_of)], official_rows)
             official_rows = []
             _observe(metrics.PROCESSING_LATENCY, headline_wait)
         if not job_active and agg.has_work() and evaluation_due(time.monotonic() - last_done,
@@ -547,6 +548,8 @@ async def aggregate_scopes(stream: Any) -> None:
             await asyncio.sleep(0)  # let the write send its batch before computing the next
         if writing is not None:
             await writing
+        if job_active:
+            metrics.EVALUATION_SECONDS.labels("full").observe(time.monotonic() - started)
         job_spent += time.monotonic() - started
         if job_active and not job and scope_rows is None:
             job_active = False

@@ -175,11 +175,12 @@ async def _raw_consume_rate(s: Settings, topic: str, expected: int) -> tuple[flo
         await consumer.stop()
 
 
-def _histogram(m: dict[str, float], name: str) -> list[tuple[float, float]]:
-    """Cumulative (upper bound, count) pairs of a Prometheus histogram."""
+def _histogram(m: dict[str, float], name: str, labels: str = "") -> list[tuple[float, float]]:
+    """Cumulative (upper bound, count) pairs of a Prometheus histogram (``labels``: the
+    series' other labels as exported, e.g. ``pass="headline",``)."""
     out = []
     for k, v in m.items():
-        if k.startswith(name + "_bucket{"):
+        if k.startswith(name + "_bucket{" + labels) and "le=" in k:
             le = k.split('le="', 1)[1].split('"', 1)[0]
             out.append((float("inf") if le == "+Inf" else float(le), v))
     return sorted(out)
@@ -286,6 +287,8 @@ def bench_pipeline(
                            "palliwatch_complete_latency_seconds")  # fmt: skip
         m = _metrics(s.web_port)
         before = {name: _histogram(m, name) for name in latency_metrics}
+        passes = ("palliwatch_evaluation_seconds", 'pass="headline",')
+        passes_before = _histogram(m, *passes)
         factory = SurveyFactory(seed=seed + 1, id_prefix=live_id_prefix(time.time()))
         live_sent = 0
         t_start = time.perf_counter()
@@ -304,6 +307,7 @@ def bench_pipeline(
         time.sleep(5)  # the last ones through
         m = _metrics(s.web_port)
         after = {name: _histogram(m, name) for name in latency_metrics}
+        headline_pass = _quantile(0.5, passes_before, _histogram(m, *passes))
         quantiles = {
             (name, q): _quantile(q, before[name], after[name])
             for name in latency_metrics
@@ -333,6 +337,7 @@ def bench_pipeline(
             "live_headline_latency_p99_s": seconds(latency_metrics[0], 0.99),
             "live_complete_latency_p50_s": seconds(latency_metrics[1], 0.5),
             "live_complete_latency_p99_s": seconds(latency_metrics[1], 0.99),
+            "live_headline_pass_p50_s": None if headline_pass is None else round(headline_pass, 3),
             "worker_peak_rss_mib": round(peak_rss),
         }
         return results
