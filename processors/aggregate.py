@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 
 from processors.catalogue import ROLLING_DAYS, Catalogue
-from processors.core import IndicatorValue, add_months, month_index
+from processors.core import IndicatorValue, add_months, month_index, stored_json
 from processors.engine import (
     NATION,
     Contribution,
@@ -218,7 +218,7 @@ class Aggregator:
             if name == PENDING:
                 self.table[key] = self._pending(scope).to_json()
             else:
-                self.table[key] = orjson.dumps(self.cache[key])
+                self.table[key] = stored_json(self.cache[key])
         self.changed.clear()
         for scope, pend in self.pending.items():
             if pend.busy():
@@ -374,7 +374,7 @@ class Pending:
         self.structure_from = None
 
     def to_json(self) -> bytes:
-        return orjson.dumps(
+        return stored_json(
             {
                 "m": sorted(self.months),
                 "d": sorted(d.isoformat() for d in self.days),

@@ -1,11 +1,23 @@
 """Small pure building blocks shared by the engine and the oracle: months, the Wilson
-interval, and the indicator row type. No Kafka, no database, no clock."""
+interval, the indicator row type and stored JSON. No Kafka, no database, no clock."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 from datetime import date
+from typing import Any
+
+import orjson
+
+
+def stored_json(value: Any) -> bytes:
+    """Compact JSON for a value that is *kept* (table state), in a bytes object of its own
+    size. ``orjson.dumps`` returns bytes that keep orjson's 4 kB output buffer whatever the
+    length: a million 300-byte person states held 4 GB (found with memray). Messages sent
+    and dropped can use ``orjson.dumps`` directly."""
+    return bytes(memoryview(orjson.dumps(value)))
+
 
 # ---- months -------------------------------------------------------------------------------
 

@@ -28,7 +28,7 @@ from processors import metrics
 from processors.admission import DUPLICATE, REDELIVERED, STALE, admit
 from processors.aggregate import Aggregator
 from processors.catalogue import Catalogue, default_catalogue
-from processors.core import IndicatorValue, month_first_day
+from processors.core import IndicatorValue, month_first_day, stored_json
 from processors.engine import NATION
 from processors.sink import INDICATORS as INDICATORS_SPEC
 from processors.sink import OFFICIAL_DEATHS as OFFICIAL_DEATHS_SPEC
@@ -295,7 +295,7 @@ async def settle_surveys(stream: Any) -> None:
                                survey, cat)  # fmt: skip
                 if result.outcome == DUPLICATE:
                     if result.state is not None:
-                        people[person] = orjson.dumps(result.state)
+                        people[person] = stored_json(result.state)
                     await send_dead_letter(
                         DeadLetter(
                             Reason.DUPLICATE_PERSON,
@@ -313,7 +313,7 @@ async def settle_surveys(stream: Any) -> None:
                 if result.outcome == REDELIVERED:
                     metrics.REDELIVERED_DELTAS.inc(len(result.deltas))
                 else:
-                    people[person] = orjson.dumps(result.state)
+                    people[person] = stored_json(result.state)
                     metrics.VALID.labels(label).inc()
                     if survey.status == "active":
                         metrics.LAST_EVENT_TIME.labels(survey.region_code).set(

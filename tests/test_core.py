@@ -83,3 +83,23 @@ def test_rolling_12m_ends_are_exactly_the_windows_holding_the_month(
     assert len(got) == max(0, min(12, offset + 1))
     kinds = {p for p, _ in calendar_periods_of_month(month, last)}
     assert {"month", "quarter", "year"} <= kinds
+
+
+def test_stored_json_keeps_only_its_own_bytes() -> None:
+    """Table state is kept for every person: orjson's own bytes carry a 4 kB buffer each."""
+    import tracemalloc
+
+    import orjson
+
+    from processors.core import stored_json
+
+    state = {"sid": "s-1", "rev": 2, "st": "active", "adm": [1, 2], "rs": {"s-1": {"h": []}}}
+    assert orjson.loads(stored_json(state)) == state
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        kept = [stored_json(state) for _ in range(1000)]
+        per_value = (tracemalloc.get_traced_memory()[0] - before) / len(kept)
+    finally:
+        tracemalloc.stop()
+    assert per_value < 4 * len(stored_json(state)), per_value
