@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import time
 from pathlib import Path
 
 import psycopg
@@ -181,3 +182,18 @@ def pending_migrations(settings: Settings, directory: Path = MIGRATIONS_DIR) -> 
         if exists and exists[0]:
             applied = {r[0] for r in conn.execute("SELECT version FROM schema_migrations")}
     return [p.name for p in migration_files(directory) if p.name[:4] not in applied]
+
+
+def drop_database(admin_url: str, db_name: str) -> None:
+    """DROP ... WITH (FORCE), retried: an autovacuum worker on the database, or the backend of
+    a client that has just exited (superuser or another role's backends, which the writer role
+    may not terminate), can be in the way for a moment."""
+    for attempt in range(20):
+        try:
+            with psycopg.connect(admin_url, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
+            return
+        except (psycopg.errors.InsufficientPrivilege, psycopg.errors.ObjectInUse):
+            if attempt == 19:
+                raise
+            time.sleep(0.5)

@@ -33,7 +33,7 @@ from typing import Any
 import orjson
 import psycopg
 
-from processors.db import migrate
+from processors.db import drop_database, migrate
 from streams.kafka_admin import delete_topics, ensure_topics
 from streams.settings import REPO_ROOT, Settings
 from streams.topics import (
@@ -94,8 +94,7 @@ def _prepare(base: Settings) -> Run:
 
 def _cleanup(run: Run) -> None:
     delete_topics(run.settings, [run.settings.topic(t) for t in CATALOGUE])
-    with psycopg.connect(run.admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{run.db_name}" WITH (FORCE)')
+    drop_database(run.admin_url, run.db_name)
 
 
 def _metrics(port: int) -> dict[str, float]:

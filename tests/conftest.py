@@ -24,7 +24,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from processors.db import migrate
+from processors.db import drop_database, migrate
 from streams import services
 from streams import settings as settings_mod
 from streams.kafka_admin import delete_topics, ensure_topics
@@ -101,20 +101,6 @@ def isolated(local_stack: Settings, request: pytest.FixtureRequest) -> Iterator[
     finally:
         delete_topics(s, [s.topic(t) for t in CATALOGUE])
         drop_database(admin_url, db_name)
-
-
-def drop_database(admin_url: str, db_name: str) -> None:
-    """DROP ... WITH (FORCE), retried: an autovacuum worker on the database (a superuser
-    backend the writer role may not terminate) can be in the way for a moment."""
-    for attempt in range(20):
-        try:
-            with psycopg.connect(admin_url, autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
-            return
-        except (psycopg.errors.InsufficientPrivilege, psycopg.errors.ObjectInUse):
-            if attempt == 19:
-                raise
-            time.sleep(0.5)
 
 
 class WorkerProcess:
