@@ -17,6 +17,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
+from pydantic import BaseModel
+
 DEFAULT_PATH = Path(__file__).with_name("catalogue.toml")
 
 Kind = Literal[
@@ -41,13 +43,42 @@ class CatalogueError(ValueError):
 Condition = Callable[[Any], bool]
 
 
+def _step(value: Any, part: str) -> Any:
+    # Exact type checks first: an isinstance check against the Mapping ABC costs several times
+    # more, and conditions run for every indicator of every survey.
+    if type(value) is dict:
+        return value.get(part)
+    if isinstance(value, BaseModel) or not isinstance(value, Mapping):
+        return getattr(value, part, None)
+    return value.get(part)
+
+
+def getter(dotted: str) -> Callable[[Any], Any]:
+    """A field reader for a record (a pydantic model or a dict), dotted paths reaching into
+    nested objects; None where any step is missing."""
+    parts = tuple(dotted.split("."))
+    if len(parts) == 1:
+        (only,) = parts
+        return lambda record: _step(record, only)
+
+    def get(record: Any) -> Any:
+        value = record
+        for part in parts:
+            value = _step(value, part)
+            if value is None:
+                return None
+        return value
+
+    return get
+
+
+@cache
+def _cached_getter(dotted: str) -> Callable[[Any], Any]:
+    return getter(dotted)
+
+
 def _get(record: Any, dotted: str) -> Any:
-    value = record
-    for part in dotted.split("."):
-        value = value.get(part) if isinstance(value, Mapping) else getattr(value, part, None)
-        if value is None:
-            return None
-    return value
+    return _cached_getter(dotted)(record)
 
 
 def _any_of(subs: list[Condition]) -> Condition:
@@ -55,19 +86,34 @@ def _any_of(subs: list[Condition]) -> Condition:
 
 
 def _member(key: str, allowed: frozenset[Any]) -> Condition:
-    return lambda r: _get(r, key) in allowed
+    get = getter(key)
+    return lambda r: get(r) in allowed
 
 
 def _not_member(key: str, banned: frozenset[Any]) -> Condition:
-    return lambda r: _get(r, key) not in banned
+    get = getter(key)
+    return lambda r: get(r) not in banned
 
 
 def _answered(key: str, want: bool) -> Condition:
-    return lambda r: (_get(r, key) is not None) == want
+    get = getter(key)
+    return lambda r: (get(r) is not None) == want
 
 
 def _equals(key: str, value: Any) -> Condition:
-    return lambda r: _get(r, key) == value
+    get = getter(key)
+    return lambda r: get(r) == value
+
+
+def _all_of(checks: list[Condition]) -> Condition:
+    if not checks:
+        return lambda r: True
+    if len(checks) == 1:
+        return checks[0]
+    if len(checks) == 2:
+        first, second = checks
+        return lambda r: first(r) and second(r)
+    return lambda r: all(c(r) for c in checks)
 
 
 def compile_condition(spec: Mapping[str, Any], where: str) -> Condition:
@@ -93,7 +139,7 @@ def compile_condition(spec: Mapping[str, Any], where: str) -> Condition:
                 )
         else:
             checks.append(_equals(key, matcher))
-    return lambda r: all(c(r) for c in checks)
+    return _all_of(checks)
 
 
 @dataclass(frozen=True)

@@ -202,6 +202,19 @@ def preflight(s: settings_mod.Settings) -> None:
         )
 
 
+def tune_garbage_collector() -> None:
+    """The worker allocates millions of short-lived objects (records, rows, deltas) next to a
+    heap of long-lived ones (modules, Faust, state). Python's default thresholds collect the
+    young generation every 700 allocations and rescan everything every 70 000: on a
+    microbenchmark of building a batch's deltas, collections took four times the work. Everything
+    alive after start-up is frozen out of the scans, and collections run less often."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 50)
+
+
 def cmd_worker(args: argparse.Namespace) -> None:
     import faust
 
@@ -210,6 +223,7 @@ def cmd_worker(args: argparse.Namespace) -> None:
     preflight(settings_mod.load())
     from streams.app import app
 
+    tune_garbage_collector()
     worker = faust.Worker(
         app,
         loglevel=args.loglevel,
