@@ -64,6 +64,11 @@ def _ascii_digits(text: str) -> str:
 # Runs of digits joined by separators: every candidate lies inside one (a candidate is digits
 # with at most one separator, bounded by non-digits), so the full pattern only runs on these.
 _RUNS = re.compile(r"[0-9]+(?:[-+][0-9]+)*")
+# The same runs, found only where the next ten characters can belong to one (most digit runs in
+# a record are dates, times and counts, far shorter): the regex engine skips them instead of a
+# Python loop. A run of ten or more characters always passes the look-ahead, and no match starts
+# inside a run the plain pattern would have matched whole.
+_LONG_RUNS = re.compile(r"(?<![0-9])(?=[0-9+-]{10})" + _RUNS.pattern)
 
 
 def find_identity_numbers(text: str) -> list[str]:
@@ -72,7 +77,7 @@ def find_identity_numbers(text: str) -> list[str]:
     if len(text) < 10:  # the shortest form has 10 digits; most fields are shorter enums
         return found
     probe = _ascii_digits(text)
-    for run in _RUNS.finditer(probe):
+    for run in _LONG_RUNS.finditer(probe):
         if run.end() - run.start() < 10:
             continue
         for m in _CANDIDATE.finditer(probe, run.start(), run.end()):

@@ -1493,3 +1493,13 @@ def test_a_survey_holding_an_identity_number_anywhere_is_dead_lettered_and_redac
         assert number not in d.detail
     env = d.envelope(payload, "registry.death-surveys.v1", 0, 0, key=key)
     assert_no_identity_number(envelope_text(env))
+
+
+@given(st.text(alphabet="0123456789+-x ", max_size=60))
+def test_long_digit_runs_are_exactly_the_plain_runs_of_ten_or_more(text: str) -> None:
+    """The identity scan's fast run pattern finds the same long runs as the plain one."""
+    from schemas.identity import _LONG_RUNS, _RUNS
+
+    plain = [m.span() for m in _RUNS.finditer(text) if m.end() - m.start() >= 10]
+    fast = [m.span() for m in _LONG_RUNS.finditer(text) if m.end() - m.start() >= 10]
+    assert fast == plain
