@@ -174,11 +174,6 @@ def _table(name: str, cls: type[SourceKeyedTable] = SourceKeyedTable) -> Any:
     )
 
 
-def _load_json(table: Any, key: bytes) -> Any:
-    raw = table.get(key)
-    return None if raw is None else orjson.loads(raw)
-
-
 # person_ref -> the person's surveys: admission and revision state (processors/admission.py)
 people = _table("people")
 # <scope>|<month> -> scope-month state; <scope>|months; SE|structure (processors/aggregate.py)
@@ -291,8 +286,9 @@ async def settle_surveys(stream: Any) -> None:
                 raw = text.encode()
                 survey = DeathSurvey.model_validate_json(raw)
                 person = survey.person_ref.encode()
-                result = admit(_load_json(people, person), offset * MAX_PER_MESSAGE + index,
-                               survey, cat)  # fmt: skip
+                stored = people.get(person)
+                state = None if stored is None else orjson.loads(stored)
+                result = admit(state, offset * MAX_PER_MESSAGE + index, survey, cat)
                 if result.outcome == DUPLICATE:
                     if result.state is not None:
                         people[person] = stored_json(result.state)
