@@ -97,15 +97,6 @@ def new_scope_month() -> dict[str, Any]:
     return {"cells": {}, "days": {}, "delays": {}, "official": {}, "sub": {}, "src": {}}
 
 
-def _add(target: dict[str, Vector], key: str, vec: Iterable[int], sign: int, width: int) -> None:
-    cur = target.get(key)
-    if cur is None:
-        cur = target[key] = [0] * width
-    for i, x in enumerate(vec):
-        if x:
-            cur[i] += sign * x
-
-
 @dataclass(frozen=True)
 class Layout:
     """What a scope type's state keeps, from the catalogue's applicability."""
@@ -126,16 +117,30 @@ def layouts(cat: Catalogue) -> dict[str, Layout]:
     return out
 
 
+def _add_sparse(
+    target: dict[str, Vector], key: str, changes: list[tuple[int, int]], width: int
+) -> None:
+    cur = target.get(key)
+    if cur is None:
+        cur = target[key] = [0] * width
+    for i, d in changes:
+        cur[i] += d
+
+
 def apply_contribution(
     sm: dict[str, Any], c: Contribution, sign: int, layout: Layout, width: int
 ) -> None:
     """Add (sign=+1) or subtract (-1) a contribution to one scope's month state."""
-    _add(sm["cells"], TOTAL, c.vector, sign, width)
+    # A survey counts towards a handful of the counters: only those are touched, in every
+    # vector the contribution reaches (the hot loop of the aggregation).
+    changes = [(i, sign * x) for i, x in enumerate(c.vector) if x]
+    cells = sm["cells"]
+    _add_sparse(cells, TOTAL, changes, width)
     if layout.breakdowns:
         for label in c.cells:
-            _add(sm["cells"], label, c.vector, sign, width)
+            _add_sparse(cells, label, changes, width)
     if layout.days:
-        _add(sm["days"], c.day[8:10], c.vector, sign, width)
+        _add_sparse(sm["days"], c.day[8:10], changes, width)
     if c.vector[0]:  # registered: its delay feeds the nowcast
         key = str(c.delay)
         sm["delays"][key] = sm["delays"].get(key, 0) + sign
