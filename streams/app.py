@@ -207,10 +207,13 @@ async def send_dead_letter(
     )
 
 
+_catalogue_names = {settings.topic(spec): spec.name for spec in topics.CATALOGUE}
+
+
 def _base_name(topic: str) -> str:
-    """The catalogue name of a (possibly namespaced) topic, for metric labels."""
-    ns = settings.topic_namespace
-    return topic[len(ns) + 1 :] if ns and topic.startswith(ns + ".") else topic
+    """The catalogue name of a deployed topic (namespaced, or carrying the app id), for metric
+    labels."""
+    return _catalogue_names.get(topic, topic)
 
 
 def _source(event: faust.EventT) -> tuple[str, int, int]:

@@ -17,6 +17,12 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 LOCAL_KAFKA_PORT = 19092
 LOCAL_KAFKA_CONTROLLER_PORT = 19093
+# The worker's state layout (its tables and internal topics). The default app id names it: a
+# release that changes the layout starts a new consumer group with its own changelogs and
+# internal topics, which rebuilds every indicator from the retained contract topics instead of
+# mixing old state with new (layout 2: admission and revision state in one `people` table).
+STATE_LAYOUT = 2
+DEFAULT_APP_ID = f"palliwatch-s{STATE_LAYOUT}"
 LOCAL_PG_PORT = 54329
 LOCAL_DB_NAME = "palliwatch"
 LOCAL_DB_WRITER = "palliwatch_writer"
@@ -48,8 +54,10 @@ class Settings:
         return self.as_of_date or datetime.now(UTC).date()
 
     def topic(self, spec: TopicSpec) -> str:
-        """The topic's name in this deployment (tests isolate themselves with a namespace)."""
-        return f"{self.topic_namespace}.{spec.name}" if self.topic_namespace else spec.name
+        """The topic's name in this deployment (tests isolate themselves with a namespace;
+        a worker group's internal topics carry its app id)."""
+        name = f"{self.app_id}.{spec.name}" if spec.per_app else spec.name
+        return f"{self.topic_namespace}.{name}" if self.topic_namespace else name
 
     @property
     def faust_broker(self) -> str:
@@ -71,7 +79,7 @@ def load() -> Settings:
         kafka_external=kafka is not None,
         database_external=db is not None,
         state_dir=state_dir,
-        app_id=env.get("PALLIWATCH_APP_ID", "palliwatch"),
+        app_id=env.get("PALLIWATCH_APP_ID", DEFAULT_APP_ID),
         web_port=int(env.get("PALLIWATCH_WEB_PORT", "6066")),
         # Loopback by default; the Docker image binds 0.0.0.0 inside its container network.
         web_bind=env.get("PALLIWATCH_WEB_BIND", "127.0.0.1"),

@@ -28,6 +28,10 @@ class TopicSpec:
     compacted: bool
     retention_ms: int = -1  # -1: keep forever (compacted topics keep the latest per key)
     partitions: int | None = None  # None: the deployment's PALLIWATCH_PARTITIONS
+    # Internal to one worker group: its records carry positions in that group's state, so each
+    # PALLIWATCH_APP_ID has its own (Settings.topic). A group reading another's would count
+    # every survey again.
+    per_app: bool = False
     extra_config: dict[str, str] = field(default_factory=dict)
     # Contract topics: the pydantic model of the value and the fields the key is made of.
     model: type[BaseModel] | None = None
@@ -103,6 +107,7 @@ SCOPE_DELTAS = TopicSpec(
     ),
     compacted=False,
     retention_ms=7 * DAY_MS,
+    per_app=True,
 )
 DEAD_LETTER = TopicSpec(
     "palliwatch.dead-letter.v1",
@@ -155,6 +160,7 @@ SURVEYS_BY_PERSON = TopicSpec(
     compacted=False,
     retention_ms=7 * DAY_MS,
     extra_config={"max.message.bytes": str(INTERNAL_MESSAGE_BYTES)},
+    per_app=True,
 )
 
 CATALOGUE: tuple[TopicSpec, ...] = (

@@ -14,17 +14,19 @@ import tomllib
 from datetime import timedelta
 from pathlib import Path
 
+import orjson
 import pytest
 
-from processors.catalogue import DEFAULT_PATH, parse_catalogue
+from processors.admission import admit
+from processors.catalogue import DEFAULT_PATH, default_catalogue, parse_catalogue
 from processors.oracle import oracle
 from schemas.models import DeathSurvey, OfficialDeaths, Population, UnitEvent
 from streams.producer import make_producer, send_records
-from streams.topics import DEATH_SURVEYS, OFFICIAL_DEATHS, POPULATION, UNIT_EVENTS
+from streams.topics import DEATH_SURVEYS, OFFICIAL_DEATHS, POPULATION, SCOPE_DELTAS, UNIT_EVENTS
 from tests.conftest import TEST_AS_OF, Isolated, WorkerProcess, wait_for
 from tests.histories import History, random_history
 from tests.oracle_compare import db_rows, differences, oracle_of
-from tests.pipeline_helpers import dead_letters, survey
+from tests.pipeline_helpers import dead_letters, metric, survey
 
 pytestmark = pytest.mark.integration
 
@@ -148,3 +150,47 @@ breakdowns = ["sex", "age_band"]
     new_rows = [k for k in want if k[0] == "died_in_hospital_share"]
     assert {k[3].split(":")[0] for k in new_rows} == {"all", "sex", "age_band"}
     wait_equal(isolated, want, worker)
+
+
+def test_a_new_worker_group_rebuilds_without_counting_twice(
+    isolated: Isolated, worker: WorkerProcess
+) -> None:
+    """A catalogue change or a new state layout starts a new app id on the same topics: the new
+    group rebuilds from the contract topics and must not read the old group's internal topics
+    (it once did: after an upgrade every survey counted twice)."""
+    h = random_history(seed=404, n_surveys=150, as_of=TEST_AS_OF)
+    send_history(isolated, h)
+    want = oracle_of(h, TEST_AS_OF)
+    wait_equal(isolated, want, worker, timeout=180)
+    worker.stop()
+    # What an old layout's worker left in its internal topic: a delta positioned in its own
+    # scheme (after an upgrade, the new group's positions would not match it).
+    first = DeathSurvey.model_validate(h.admitted[0])
+    wire = admit(None, 10**12, first, default_catalogue()).deltas[-1].to_wire(0)
+    producer = make_producer(isolated.settings)
+    try:
+        producer.send(
+            isolated.settings.topic(SCOPE_DELTAS),
+            key=first.region_code.encode(),
+            value=orjson.dumps({"kind": "survey", "d": [wire], "t": 0.0}),
+        )
+        producer.flush()
+    finally:
+        producer.close()
+    env = {
+        **isolated.env,
+        "PALLIWATCH_APP_ID": isolated.env["PALLIWATCH_APP_ID"] + "-next",
+        "PALLIWATCH_STATE_DIR": isolated.env["PALLIWATCH_STATE_DIR"] + "-next",
+    }
+    second = WorkerProcess(env, Path(env["PALLIWATCH_STATE_DIR"]) / "worker.log")
+    try:
+        wait_for(
+            # The same web port: the first worker has stopped.
+            lambda: metric(isolated.settings, "palliwatch_indicator_rows_written_total") > 0,
+            120,
+            "the new group to write rows",
+            second,
+        )
+        wait_equal(isolated, want, second, timeout=180)
+    finally:
+        second.stop()
