@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -448,22 +448,6 @@ def _waiting(stream: Any) -> int:
         return 0
 
 
-async def write_chunks(chunks: Iterable[list[IndicatorValue]], official: list[OfficialRow]) -> None:
-    """Rows chunk by chunk. A chunk's write is started before the next chunk is computed, so
-    the database merges one chunk while the worker computes the next."""
-    writing: asyncio.Task[None] | None = None
-    for rows in chunks:
-        if writing is not None:
-            await writing
-        writing = asyncio.ensure_future(write_indicators(rows, official))
-        official = []
-        await asyncio.sleep(0)  # let the write send its batch before computing the next
-    if writing is not None:
-        await writing
-    if official:
-        await write_indicators([], official)
-
-
 def _observe(histogram: Any, submitted: list[float]) -> None:
     durable = datetime.now(UTC).timestamp()
     for t in submitted:
@@ -519,7 +503,7 @@ async def aggregate_scopes(stream: Any) -> None:
         backlog = input_backlog() > CAUGHT_UP_RECORDS
         if agg.fresh and not backlog:
             with metrics.EVALUATION_SECONDS.labels("headline").time():
-                await write_chunks([agg.evaluate_headline(as_of)], official_rows)
+                await write_indicators(agg.evaluate_headline(as_of), official_rows)
             official_rows = []
             _observe(metrics.PROCESSING_LATENCY, headline_wait)
         if not job_active and agg.has_work() and evaluation_due(time.monotonic() - last_done,

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import os
 from datetime import UTC, date, datetime
 
 import orjson
@@ -170,13 +169,14 @@ def test_unit_events_feed_white_spots(isolated: Isolated, worker: WorkerProcess)
     assert visby_neighbours == (1,)  # only the catchment municipality is covered
 
 
-@pytest.mark.skipif(
-    bool(os.environ.get("PALLIWATCH_DATABASE_URL")),
-    reason="stops and restarts PostgreSQL: only done to the local server palliwatch started",
-)
 def test_database_outage_mid_stream_loses_nothing(
     isolated: Isolated, worker: WorkerProcess, local_stack: Settings
 ) -> None:
+    if local_stack.database_external:
+        pytest.fail(
+            "this test stops and restarts PostgreSQL, which it only does to the local server "
+            "palliwatch starts: unset PALLIWATCH_DATABASE_URL to run it"
+        )
     s = isolated.settings
     months = ["2025-01", "2025-02", "2025-03"]
     official = [
