@@ -80,7 +80,10 @@ def _person_messages(records: list[tuple[Any, str]]) -> list[bytes]:
 
 
 SCOPE_BATCH = 5000
-BATCH_WITHIN_S = 0.1
+# A live survey waits for up to three batch windows (screen, settle, aggregation). At 0.1 s the
+# headline p99 at 200 surveys/s was 1.38 s; at 0.05 s (with the smaller slices below) 0.92 s,
+# backfill rate unchanged (README, Benchmarks).
+BATCH_WITHIN_S = 0.05
 
 app = faust.App(
     settings.app_id,
@@ -410,8 +413,11 @@ EVALUATE_MIN_S = 0.25
 BACKLOG_EVALUATE_S = 30.0
 # Caught up: fewer records than this left to read (in live traffic a few are always in flight).
 CAUGHT_UP_RECORDS = SURVEY_BATCH
-FULL_SLICE_S = 0.15
-SLICE_ROWS = 3000  # rows per chunk of the full evaluation (well under 0.1 s to compute)
+# The full evaluation gives the loop back after FULL_SLICE_S once input waits; a chunk is
+# computed synchronously, so SLICE_ROWS bounds how long every stage of the worker (all share one
+# event loop) waits for it: about 30 ms here.
+FULL_SLICE_S = 0.05
+SLICE_ROWS = 1000
 
 
 def input_backlog() -> int:
