@@ -36,10 +36,11 @@ from processors.sink import FactRows, OfficialRow, Sink, indicator_row
 from processors.validation import DeadLetter, Reason, parse
 from schemas.codes import regions
 from schemas.models import DeathSurvey, OfficialDeaths
-from streams import topics
+from streams import faust_fixes, topics
 from streams.settings import load
 
 log = logging.getLogger("palliwatch.worker")
+faust_fixes.apply()  # commits on compacted topics (streams/faust_fixes.py)
 settings = load()
 
 SURVEY_BATCH = 2000

@@ -1,0 +1,140 @@
+"""Faust's commit bookkeeping on a compacted partition, with Faust's own gap and ack code and
+the replacement ``_new_offset`` (streams.faust_fixes)."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import defaultdict
+from typing import Any
+
+from faust.transport.consumer import Consumer
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from intervaltree import IntervalTree
+
+from streams.faust_fixes import new_offset
+
+TP = ("topic", 0)
+FAUST_NEW_OFFSET = Consumer.__dict__["_new_offset"]
+if FAUST_NEW_OFFSET is new_offset:  # the worker's module applied the fix in this process
+    raise RuntimeError("tests must see Faust's original _new_offset")
+
+
+class Taken:
+    def __init__(self, offset: int) -> None:
+        self.tp, self.offset, self.acked = TP, offset, False
+
+
+class Bookkeeping:
+    """The consumer state Faust's fetch loop, ``ack`` and ``_new_offset`` share."""
+
+    _add_gap = Consumer._add_gap
+    _should_commit = Consumer._should_commit
+
+    def __init__(self, new_offset_impl: Any) -> None:
+        self._new_offset_impl = new_offset_impl
+        self._committed_offset: dict[Any, int | None] = defaultdict(lambda: None)
+        self._gap: dict[Any, IntervalTree] = defaultdict(IntervalTree)
+        self._acked: dict[Any, list[int]] = defaultdict(list)
+        self._acked_index: dict[Any, set[int]] = defaultdict(set)
+        self._unacked_messages: set[Taken] = set()  # taken by the stream, not acked yet
+
+    def _new_offset(self, tp: Any) -> int | None:
+        return self._new_offset_impl(self, tp)
+
+    def take(self, offset: int) -> Taken:
+        message = Taken(offset)
+        self._unacked_messages.add(message)
+        return message
+
+    def ack(self, message: Taken) -> None:  # Consumer.ack
+        message.acked = True
+        self._unacked_messages.discard(message)
+        offset = message.offset
+        committed = self._committed_offset[TP]
+        if (committed is None or offset >= committed) and offset not in self._acked_index[TP]:
+            self._acked_index[TP].add(offset)
+            self._acked[TP].append(offset)
+
+    def commit(self) -> None:  # Consumer._filter_committable_offsets + the update after commit
+        offset = self._new_offset(TP)
+        if offset is not None and self._should_commit(TP, offset):
+            self._committed_offset[TP] = offset
+
+
+def run(impl: Any, offsets: list[int], rng: random.Random, check: Any = None) -> Bookkeeping:
+    """Fetch ``offsets`` in chunks (recording holes as Faust's fetch loop does), ack them in
+    order in batches, commit now and then; ``check(book, acked_upto)`` after every commit."""
+    book = Bookkeeping(impl)
+
+    async def go() -> None:
+        last_read: int | None = None
+        fetched: list[Taken] = []
+        acked_upto = -1  # every offset <= this is acked or a hole
+        i = 0
+        while i < len(offsets) or fetched:
+            for offset in offsets[i : i + rng.randint(1, 300)]:
+                if last_read is not None and offset - last_read > 1 and last_read:
+                    await book._add_gap(TP, last_read + 1, offset)
+                last_read = offset
+                fetched.append(book.take(offset))
+                i += 1
+            n = rng.randint(0, len(fetched)) if i < len(offsets) else len(fetched)
+            for message in fetched[:n]:
+                book.ack(message)
+                acked_upto = message.offset
+            fetched = fetched[n:]
+            if rng.random() < 0.3 or i >= len(offsets):
+                book.commit()
+                if check is not None:
+                    check(book, acked_upto, fetched)
+        book.commit()
+
+    asyncio.run(go())
+    return book
+
+
+def compacted(rng: random.Random, n: int, hole_rate: float) -> list[int]:
+    return [o for o in range(n) if rng.random() >= hole_rate]
+
+
+def test_faust_alone_stops_committing_after_compaction_holes() -> None:
+    """The bug: every record acked, the committed offset far behind the end."""
+    rng = random.Random(0)
+    offsets = compacted(rng, 20_000, 0.035)
+    book = run(FAUST_NEW_OFFSET, offsets, random.Random(1))
+    assert (book._committed_offset[TP] or 0) < offsets[-1] // 2
+
+
+def test_the_fix_commits_to_the_end_of_a_compacted_partition() -> None:
+    rng = random.Random(0)
+    offsets = compacted(rng, 20_000, 0.035)
+    book = run(new_offset, offsets, random.Random(1))
+    assert book._committed_offset[TP] == offsets[-1] + 1
+    assert book._acked[TP] == []  # nothing kept once committed
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 2**32),
+    n=st.integers(1, 3000),
+    hole_rate=st.sampled_from([0.0, 0.01, 0.2, 0.6]),
+)
+def test_the_fix_never_commits_past_an_unacked_record(seed: int, n: int, hole_rate: float) -> None:
+    rng = random.Random(seed)
+    offsets = compacted(rng, n, hole_rate)
+    if not offsets:
+        return
+
+    def check(book: Bookkeeping, acked_upto: int, fetched: list[Taken]) -> None:
+        committed = book._committed_offset[TP]
+        if committed is not None:
+            # Everything below the committed offset is acked (or a hole); the first record not
+            # acked yet is at or above it.
+            assert committed <= acked_upto + 1
+            if fetched:
+                assert committed <= fetched[0].offset
+
+    book = run(new_offset, offsets, rng, check)
+    assert book._committed_offset[TP] == offsets[-1] + 1
