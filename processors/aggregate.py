@@ -13,7 +13,7 @@ the scope-deltas topic, so a worker restores exactly the state of the scopes it 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, MutableMapping
+from collections.abc import Generator, Iterable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -68,6 +68,19 @@ class Aggregator:
         self.layouts = layouts(cat)
         self.fingerprint = catalogue_fingerprint(cat)
         self._reset()
+
+    def forget(self, owned: Iterable[str]) -> None:
+        """After a rebalance, between batches (after ``commit``): drop everything held in
+        memory — decoded state, pending marks, scopes with work, daily passes. The table is the
+        truth: while a scope was another worker's, that worker wrote its state, and a decoded
+        copy kept from before would overwrite it (a two-worker failover lost official deaths
+        and rows that way). The ``owned`` scopes with pending marks in the table (left by a
+        worker that died before writing their rows) are evaluated next."""
+        self._reset()
+        for scope in owned:
+            if self._pending(scope).busy():
+                self.busy_scopes.add(scope)
+        self.pending.clear()
 
     def _reset(self) -> None:
         self.cache: dict[bytes, dict[str, Any]] = {}
@@ -280,7 +293,7 @@ class Aggregator:
 
     def evaluate_scope_chunks(
         self, scope: str, as_of: date, max_rows: int = 20_000
-    ) -> Iterator[list[IndicatorValue]]:
+    ) -> Generator[list[IndicatorValue], None, None]:
         """Rows of one scope's pending work and daily pass, in chunks of at most about
         ``max_rows`` (a backfill touches hundreds of thousands of rows; holding them all at once
         would set the worker's peak memory). The caller makes each chunk durable before asking
@@ -322,7 +335,7 @@ class Aggregator:
             if buffer:
                 yield buffer
         finally:
-            del self.in_flight[scope]
+            self.in_flight.pop(scope, None)
         # Every row is durable now. Clear the marks this evaluation took, but not those added
         # while it was suspended (the caller may apply deltas between chunks): the next
         # evaluation picks them up.

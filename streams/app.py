@@ -13,11 +13,12 @@ of the partitions it is assigned, and the agents can batch with ``take_events``.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Generator
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, cast
 
 import faust
 import orjson
@@ -94,6 +95,7 @@ app = faust.App(
     topic_partitions=settings.partitions,
     topic_replication_factor=1,
     consumer_auto_offset_reset="earliest",
+    broker_commit_interval=settings.commit_interval_seconds,
     table_standby_replicas=0,
     web_bind=settings.web_bind,
     web_host="127.0.0.1",
@@ -462,13 +464,49 @@ def _observe(histogram: Any, submitted: list[float]) -> None:
     submitted.clear()
 
 
+class Assignment:
+    """The scope-deltas partitions this worker owns, and a count of rebalances: the
+    aggregation holds decoded state and work lists in memory, which a rebalance makes stale
+    (``Aggregator.forget``)."""
+
+    generation = 0
+    scope_partitions: frozenset[int] = frozenset()
+
+    @classmethod
+    def owns(cls, scope: str) -> bool:
+        return _scope_partition(scope) in cls.scope_partitions
+
+
+@functools.cache
+def _scope_partition(scope: str) -> int:
+    return key_partition(scope.encode(), topics.SCOPE_DELTAS.partitions or settings.partitions)
+
+
+def _on_partitions_revoked(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
+    Assignment.generation += 1
+    Assignment.scope_partitions = frozenset()
+
+
+def _on_partitions_assigned(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
+    (assigned,) = args  # the whole assignment (eager rebalancing), not only what is new
+    Assignment.generation += 1
+    Assignment.scope_partitions = frozenset(
+        tp.partition for tp in assigned if tp.topic in scope_topic.topics
+    )
+
+
+# mode's handler type does not admit a plain function with these parameters (mypy).
+app.on_partitions_revoked.connect(cast(Any, _on_partitions_revoked))
+app.on_partitions_assigned.connect(cast(Any, _on_partitions_assigned))
+
+
 @app.agent(scope_topic)
 async def aggregate_scopes(stream: Any) -> None:
     """Apply deltas to scope-month state; write headline rows, and the full evaluation in
     slices, when due."""
     agg = Aggregator(scope_months, catalogue())
     job: list[str] = []  # scopes of the full evaluation under way, not started yet
-    scope_rows: Iterator[list[IndicatorValue]] | None = None  # the scope under way
+    scope_rows: Generator[list[IndicatorValue], None, None] | None = None  # the scope under way
     job_active = False
     job_spent = last_done = cost = 0.0
     official_rows: list[OfficialRow] = []
@@ -477,9 +515,22 @@ async def aggregate_scopes(stream: Any) -> None:
     headline_wait: list[float] = []
     complete_wait: list[float] = []
     in_job: list[float] = []
+    seen = Assignment.generation
     async for events in stream.take_events(SCOPE_BATCH, within=BATCH_WITHIN_S):
+        if seen != Assignment.generation:
+            # A rebalance: what is held in memory may be stale, and some scopes may be another
+            # worker's now. The job under way is dropped; its marks are still in the table.
+            seen = Assignment.generation
+            if scope_rows is not None:
+                scope_rows.close()
+            job, scope_rows, job_active = [], None, False
+            agg.forget([scope for scope in (*regions(), NATION) if Assignment.owns(scope)])
         for event in events:
             scope = event.key.decode()
+            if not Assignment.owns(scope):
+                # Read before the rebalance, from a partition revoked since: not committed, so
+                # its new owner reads it again.
+                continue
             msg = orjson.loads(event.value)
             kind = msg["kind"]
             if kind == "survey":
@@ -520,8 +571,10 @@ async def aggregate_scopes(stream: Any) -> None:
             complete_wait.clear()
         started = time.monotonic()
         writing: asyncio.Task[None] | None = None
-        while (scope_rows is not None or job) and (
-            time.monotonic() - started < FULL_SLICE_S or not _waiting(stream)
+        while (
+            (scope_rows is not None or job)
+            and (time.monotonic() - started < FULL_SLICE_S or not _waiting(stream))
+            and seen == Assignment.generation  # else a rebalance: dropped at the next batch
         ):
             if scope_rows is None:
                 scope_rows = agg.evaluate_scope_chunks(job.pop(0), as_of, max_rows=SLICE_ROWS)

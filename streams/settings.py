@@ -48,6 +48,9 @@ class Settings:
     as_of_date: date | None = None
     # How often the worker checks whether the date moved (daily re-evaluation).
     reevaluate_seconds: float = 10.0
+    # How often the worker commits its consumer offsets (Faust's broker_commit_interval): a
+    # restart re-reads at most this much input.
+    commit_interval_seconds: float = 2.8
 
     def as_of(self) -> date:
         """The evaluation date: PALLIWATCH_AS_OF, else today in UTC."""
@@ -87,6 +90,7 @@ def load() -> Settings:
         topic_namespace=env.get("PALLIWATCH_TOPIC_NAMESPACE", ""),
         as_of_date=_date(env.get("PALLIWATCH_AS_OF")),
         reevaluate_seconds=float(env.get("PALLIWATCH_REEVALUATE_SECONDS", "10")),
+        commit_interval_seconds=float(env.get("PALLIWATCH_COMMIT_INTERVAL_SECONDS", "2.8")),
     )
 
 
