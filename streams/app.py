@@ -25,11 +25,11 @@ import orjson
 from aiokafka.partitioner import murmur2
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from processors import metrics
+from processors import metrics, person_state
 from processors.admission import DUPLICATE, REDELIVERED, STALE, admit
 from processors.aggregate import Aggregator
 from processors.catalogue import Catalogue, default_catalogue
-from processors.core import IndicatorValue, month_first_day, stored_json
+from processors.core import IndicatorValue, month_first_day
 from processors.engine import NATION
 from processors.sink import INDICATORS as INDICATORS_SPEC
 from processors.sink import OFFICIAL_DEATHS as OFFICIAL_DEATHS_SPEC
@@ -296,11 +296,11 @@ async def settle_surveys(stream: Any) -> None:
                 survey = DeathSurvey.model_validate_json(raw)
                 person = survey.person_ref.encode()
                 stored = people.get(person)
-                state = None if stored is None else orjson.loads(stored)
+                state = None if stored is None else person_state.unpack(stored)
                 result = admit(state, offset * MAX_PER_MESSAGE + index, survey, cat)
                 if result.outcome == DUPLICATE:
                     if result.state is not None:
-                        people[person] = stored_json(result.state)
+                        people[person] = person_state.pack(result.state)
                     await send_dead_letter(
                         DeadLetter(
                             Reason.DUPLICATE_PERSON,
@@ -318,7 +318,8 @@ async def settle_surveys(stream: Any) -> None:
                 if result.outcome == REDELIVERED:
                     metrics.REDELIVERED_DELTAS.inc(len(result.deltas))
                 else:
-                    people[person] = stored_json(result.state)
+                    assert result.state is not None  # applied
+                    people[person] = person_state.pack(result.state)
                     metrics.VALID.labels(label).inc()
                     if survey.status == "active":
                         metrics.LAST_EVENT_TIME.labels(survey.region_code).set(
