@@ -484,8 +484,9 @@ def _scope_partition(scope: str) -> int:
 
 
 def _on_partitions_revoked(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
+    # The job under way stops at its next chunk. What the worker owns is known once the
+    # assignment is: records of partitions it keeps may still arrive until then.
     Assignment.generation += 1
-    Assignment.scope_partitions = frozenset()
 
 
 def _on_partitions_assigned(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:

@@ -1,4 +1,5 @@
-"""A fix for faust-streaming 0.15.3's offset bookkeeping on compacted topics.
+"""Fixes for faust-streaming 0.15.3's offset handling: commits on compacted topics
+(``new_offset``) and partitions never committed after a rebalance (``perform_seek``).
 
 Faust commits a partition up to the first gap in the offsets its agents acked, counting as acked
 the holes it saw while fetching (offsets that compaction removed). Around those holes its
@@ -50,5 +51,38 @@ def new_offset(self: Any, tp: Any) -> int | None:
     return end
 
 
+async def perform_seek(self: Any) -> None:
+    """Faust's ``Consumer.perform_seek``, which seeks the stream partitions to their committed
+    offsets after a rebalance, plus: partitions with no committed offset are sought to their
+    beginning (the ``earliest`` reset the worker is configured with).
+
+    Faust resumes the stream partitions before this seek, and drops what its fetcher reads
+    while the flow is still suspended — but marks it read. The seek to the committed offset
+    rewinds over that; aiokafka's ``seek_to_committed`` does nothing for a partition that was
+    never committed (nor for offset 0), so those records were lost. Seen in the two-worker
+    fault test: the survivor inherited a scope partition the killed worker had never
+    committed, started reading it at offset 38, and 34 records (region 03's deltas and
+    official deaths) were never applied."""
+    committed: dict[Any, int | None] = dict(await self.seek_to_committed())
+    changelogs = self.app.tables.changelog_topics
+    never = [tp for tp, offset in committed.items() if not offset and tp.topic not in changelogs]
+    if never:
+        await self._thread.seek_to_beginning(*never)
+    self._read_offset.update(
+        {
+            faust_consumer.ensure_TP(tp): offset if offset is not None and offset >= 0 else None
+            for tp, offset in committed.items()
+        }
+    )
+    self._committed_offset.update(
+        {
+            faust_consumer.ensure_TP(tp): offset if offset else None
+            for tp, offset in committed.items()
+            if offset is not None
+        }
+    )
+
+
 def apply() -> None:
     faust_consumer.Consumer._new_offset = new_offset  # type: ignore[method-assign]
+    faust_consumer.ThreadDelegateConsumer.perform_seek = perform_seek  # type: ignore[method-assign]

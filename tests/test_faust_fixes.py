@@ -1,5 +1,5 @@
 """Faust's commit bookkeeping on a compacted partition, with Faust's own gap and ack code and
-the replacement ``_new_offset`` (streams.faust_fixes)."""
+the replacement ``_new_offset``; and the seek after a rebalance (streams.faust_fixes)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,13 @@ import random
 from collections import defaultdict
 from typing import Any
 
+from aiokafka import TopicPartition
 from faust.transport.consumer import Consumer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from intervaltree import IntervalTree
 
-from streams.faust_fixes import new_offset
+from streams.faust_fixes import new_offset, perform_seek
 
 TP = ("topic", 0)
 FAUST_NEW_OFFSET = Consumer.__dict__["_new_offset"]
@@ -138,3 +139,57 @@ def test_the_fix_never_commits_past_an_unacked_record(seed: int, n: int, hole_ra
 
     book = run(new_offset, offsets, rng, check)
     assert book._committed_offset[TP] == offsets[-1] + 1
+
+
+# ---- partitions never committed, after a rebalance --------------------------------------------
+
+
+class SeekingConsumer:
+    """What ``perform_seek`` touches: the committed offsets aiokafka reports (it has sought to
+    those > 0 itself), the consumer thread's seek to the beginning, Faust's read offsets."""
+
+    def __init__(self, committed: dict[Any, int | None], changelogs: set[str]) -> None:
+        self.committed = committed
+        self.sought_to_beginning: list[Any] = []
+        self._read_offset: dict[Any, int | None] = defaultdict(lambda: None)
+        self._committed_offset: dict[Any, int | None] = defaultdict(lambda: None)
+        self.app = type("App", (), {"tables": type("Tables", (), {})()})()
+        self.app.tables.changelog_topics = changelogs
+        consumer = self
+
+        class Thread:
+            async def seek_to_beginning(self, *tps: Any) -> None:
+                consumer.sought_to_beginning += tps
+
+        self._thread = Thread()
+
+    async def seek_to_committed(self) -> dict[Any, int | None]:
+        return self.committed
+
+
+def test_partitions_never_committed_are_read_from_their_beginning() -> None:
+    """Faust's own ``perform_seek`` leaves a never-committed partition where its fetcher got to
+    while the flow was suspended (records it dropped): the fix seeks it to the beginning. A
+    committed partition and the tables' changelogs (restored by Faust's recovery) are left
+    alone."""
+    never = TopicPartition("scope-deltas", 3)
+    at_zero = TopicPartition("scope-deltas", 2)
+    committed = TopicPartition("scope-deltas", 1)
+    changelog = TopicPartition("app-people-changelog", 3)
+    consumer = SeekingConsumer(
+        {never: None, at_zero: 0, committed: 57, changelog: None}, {"app-people-changelog"}
+    )
+    asyncio.run(perform_seek(consumer))
+    assert sorted(consumer.sought_to_beginning) == sorted([never, at_zero])
+    assert consumer._read_offset[never] is None and consumer._read_offset[committed] == 57
+    assert consumer._committed_offset[committed] == 57
+    assert consumer._committed_offset[never] is None
+
+
+def test_faust_own_seek_leaves_a_never_committed_partition_where_it_is() -> None:
+    """The behaviour the fix replaces (so the test above can fail): Faust's ``perform_seek``
+    only asks aiokafka to seek to committed offsets."""
+    never = TopicPartition("scope-deltas", 3)
+    consumer = SeekingConsumer({never: None}, set())
+    asyncio.run(Consumer.__dict__["perform_seek"](consumer))
+    assert consumer.sought_to_beginning == []
