@@ -73,8 +73,8 @@ class Aggregator:
         """After a rebalance, between batches (after ``commit``): drop everything held in
         memory — decoded state, pending marks, scopes with work, daily passes. The table is the
         truth: while a scope was another worker's, that worker wrote its state, and a decoded
-        copy kept from before would overwrite it (a two-worker failover lost official deaths
-        and rows that way). The ``owned`` scopes with pending marks in the table (left by a
+        copy kept from before would overwrite it (tests/test_aggregate_rebalance.py). The
+        ``owned`` scopes with pending marks in the table (left by a
         worker that died before writing their rows) are evaluated next."""
         self._reset()
         for scope in owned:

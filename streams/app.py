@@ -465,6 +465,10 @@ def _observe(histogram: Any, submitted: list[float]) -> None:
     submitted.clear()
 
 
+# Every scope the aggregation keeps: the regions and the nation.
+ALL_SCOPES = (*regions(), NATION)
+
+
 class Assignment:
     """The scope-deltas partitions this worker owns, and a count of rebalances: the
     aggregation holds decoded state and work lists in memory, which a rebalance makes stale
@@ -526,7 +530,7 @@ async def aggregate_scopes(stream: Any) -> None:
             if scope_rows is not None:
                 scope_rows.close()
             job, scope_rows, job_active = [], None, False
-            agg.forget([scope for scope in (*regions(), NATION) if Assignment.owns(scope)])
+            agg.forget([scope for scope in ALL_SCOPES if Assignment.owns(scope)])
         for event in events:
             scope = event.key.decode()
             if not Assignment.owns(scope):
@@ -614,7 +618,7 @@ async def tick_scopes() -> None:
     re-evaluates what the new date changes (daily windows, completeness, nowcasts) — with or
     without events, and with one writer per scope's state."""
     body = orjson.dumps({"kind": "tick", "as_of": settings.as_of().isoformat()})
-    for scope in (*regions(), NATION):
+    for scope in ALL_SCOPES:
         scope_topic.send_soon(key=scope.encode(), value=body)
 
 

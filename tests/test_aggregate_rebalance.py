@@ -3,8 +3,7 @@ which stands for the table a worker restores from the changelog when a scope com
 
 A worker keeps decoded scope state between batches while it works through a backlog. A scope
 that was another worker's for a while and then came back (the other worker died) must be read
-from the table again: a copy from before would overwrite what the other worker wrote. A
-two-worker failover test lost official deaths and rows that way before ``forget`` existed.
+from the table again: a copy from before would overwrite what the other worker wrote.
 """
 
 from __future__ import annotations
