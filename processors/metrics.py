@@ -41,6 +41,17 @@ SINK_SECONDS = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 SINK_RETRIES = Counter("palliwatch_sink_retries_total", "Database write attempts that failed")
+DATABASE_ERRORS = Counter(
+    "palliwatch_database_errors_total",
+    "Database errors by how the sink treats them: outage, read_only and timeout are retried; "
+    "rejected rows are dead-lettered; fatal stops the worker",
+    ["kind"],
+)
+INTERNAL_ERRORS = Counter(
+    "palliwatch_internal_errors_total",
+    "Records a stage of the worker failed on (each became an internal_error dead letter)",
+    ["stage"],
+)
 LAST_EVENT_TIME = Gauge(
     "palliwatch_last_survey_submitted_timestamp_seconds",
     "submitted_at of the newest valid survey seen, per region",

@@ -152,24 +152,74 @@ def indicator_row(v: IndicatorValue, computed_at: datetime) -> tuple[object, ...
 OfficialRow = tuple[str, date, int, str, datetime]
 
 
-class Sink:
-    """One connection, retried until the batch is durable."""
+class RowsRejected(Exception):
+    """PostgreSQL refused the rows themselves (a data or integrity error): retrying cannot help."""
 
-    def __init__(self, database_url: str, max_backoff_s: float = 10.0) -> None:
+
+class DatabaseGaveUp(RuntimeError):
+    """The database stayed unavailable for longer than the sink retries."""
+
+
+# How each database error is treated (psycopg's classes follow the SQLSTATE classes):
+# - retried: an outage (OperationalError: connection lost, server shutting down, a statement
+#   cancelled by statement_timeout, a serialization failure or deadlock), and a server that has
+#   become read-only in a failover (25006, an InternalError);
+# - rejected: the rows themselves are wrong (DataError, IntegrityError): retrying cannot help,
+#   the offending records become dead letters (write_records);
+# - anything else is a bug or a broken schema (ProgrammingError...): raised, and the worker
+#   stops (streams/failures.py).
+def error_kind(exc: BaseException) -> str:
+    if isinstance(exc, psycopg.errors.QueryCanceled):
+        return "timeout"
+    if isinstance(exc, psycopg.errors.ReadOnlySqlTransaction):
+        return "read_only"
+    if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
+        return "outage"
+    if isinstance(exc, psycopg.DataError | psycopg.IntegrityError):
+        return "rejected"
+    return "fatal"
+
+
+def connection_options(statement_timeout_s: float) -> dict[str, object]:
+    """Every worker connection: a statement that hangs is cancelled (and retried), and TCP
+    keepalives notice a peer that vanished without closing the connection."""
+    return {
+        "connect_timeout": 5,
+        "keepalives": 1,
+        "keepalives_idle": 30,
+        "keepalives_interval": 10,
+        "keepalives_count": 3,
+        "options": f"-c statement_timeout={int(statement_timeout_s * 1000)}",
+    }
+
+
+class Sink:
+    """One connection, retried (bounded) until the batch is durable."""
+
+    def __init__(
+        self,
+        database_url: str,
+        max_backoff_s: float = 10.0,
+        give_up_after_s: float = 600.0,
+        statement_timeout_s: float = 120.0,
+    ) -> None:
         self._url = database_url
         self._conn: psycopg.AsyncConnection | None = None
         self._max_backoff_s = max_backoff_s
+        self._give_up_after_s = give_up_after_s
+        self._options = connection_options(statement_timeout_s)
         # One connection, one staging table: two coroutines writing at once would mix their
         # rows in it. Writers that must not wait for each other use separate sinks.
         self._lock: asyncio.Lock | None = None
 
     async def _connection(self) -> psycopg.AsyncConnection:
         if self._conn is None or self._conn.closed:
-            self._conn = await psycopg.AsyncConnection.connect(self._url, connect_timeout=5)
+            self._conn = await psycopg.AsyncConnection.connect(self._url, **self._options)  # type: ignore[arg-type]
         return self._conn
 
     async def write(self, batches: Sequence[tuple[UpsertSpec, Sequence[Sequence[object]]]]) -> None:
-        """Merge every (spec, rows) pair in one transaction; retry until it commits."""
+        """Merge every (spec, rows) pair in one transaction; retry until it commits. Raises
+        RowsRejected when the database refuses the rows, DatabaseGaveUp after a long outage."""
         expanded = list(batches)
         for spec, rows in batches:
             if spec is INDICATORS and rows:
@@ -181,6 +231,28 @@ class Sink:
             self._lock = asyncio.Lock()
         async with self._lock:
             await self._write(work)
+
+    async def write_records(self, records: Sequence[object]) -> list[tuple[int, str]]:
+        """Store validated records' fact rows in one transaction. When the database refuses
+        the batch, each record is written alone to find the ones it refuses; returns those
+        (index, redacted error), the rest are durable."""
+        rows = FactRows()
+        for record in records:
+            rows.add(record)
+        try:
+            await self.write(rows.batches())
+            return []
+        except RowsRejected:
+            pass
+        rejected: list[tuple[int, str]] = []
+        for i, record in enumerate(records):
+            one = FactRows()
+            one.add(record)
+            try:
+                await self.write(one.batches())
+            except RowsRejected as e:
+                rejected.append((i, str(e)))
+        return rejected
 
     async def _write(self, work: list[tuple[UpsertSpec, list[Sequence[object]]]]) -> None:
         backoff = 0.5
@@ -197,13 +269,31 @@ class Sink:
                 for spec, rows in work:
                     metrics.ROWS_WRITTEN.labels(spec.table).inc(len(rows))
                 return
-            except psycopg.OperationalError as e:
+            except psycopg.Error as e:
+                kind = error_kind(e)
+                metrics.DATABASE_ERRORS.labels(kind).inc()
+                if kind == "rejected":
+                    from schemas.identity import redact
+
+                    detail = e.diag.message_primary or str(e)
+                    raise RowsRejected(
+                        f"{type(e).__name__} ({e.sqlstate}): {redact(detail)[:300]}"
+                    ) from e
+                if kind == "fatal":
+                    raise
+                waited = time.perf_counter() - started
+                if waited >= self._give_up_after_s:
+                    raise DatabaseGaveUp(
+                        f"database at {redact_url(self._url)} unavailable for {waited:.0f} s "
+                        f"({type(e).__name__}); check PostgreSQL (`palliwatch services status`)"
+                    ) from e
                 metrics.SINK_RETRIES.inc()
                 metrics.SINK_STALLED.set(1)
                 log.error(
-                    "database write failed at %s (%s); retrying in %.1fs - check that "
-                    "PostgreSQL is up (`palliwatch services status`)",
+                    "database write failed at %s (%s, %s); retrying in %.1fs - check that "
+                    "PostgreSQL is up and writable (`palliwatch services status`)",
                     redact_url(self._url),
+                    kind,
                     e.__class__.__name__,
                     backoff,
                 )

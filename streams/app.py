@@ -33,11 +33,12 @@ from processors.core import IndicatorValue, month_first_day
 from processors.engine import NATION
 from processors.sink import INDICATORS as INDICATORS_SPEC
 from processors.sink import OFFICIAL_DEATHS as OFFICIAL_DEATHS_SPEC
-from processors.sink import FactRows, OfficialRow, Sink, indicator_row
-from processors.validation import DeadLetter, Reason, parse
+from processors.sink import OfficialRow, Sink, indicator_row
+from processors.validation import DeadLetter, Reason, canonical, parse
 from schemas.codes import regions
 from schemas.models import DeathSurvey, OfficialDeaths
 from streams import faust_fixes, topics
+from streams.failures import guarded, inject, internal_error
 from streams.settings import load
 
 log = logging.getLogger("palliwatch.worker")
@@ -240,28 +241,43 @@ def _make_screen(spec: topics.TopicSpec) -> Any:
     forward = valid_topics[spec.name]
     person_partitions = topics.SURVEYS_BY_PERSON.partitions or settings.partitions
 
+    stage = f"screen-{spec.name}"
+
+    @guarded(stage)
     async def screen(stream: Any) -> None:
         async for events in stream.take_events(SURVEY_BATCH, within=BATCH_WITHIN_S):
+            inject("screen", "batch")
             if is_survey:
                 _in_hand["screen"] = len(events)
             now = datetime.now(UTC)
             by_partition: dict[int, list[Any]] = {}
             metrics.RECORDS_CONSUMED.labels(label).inc(len(events))
             for event in events:
-                record = parse(event.value, model, now, key=event.key, expected_key=spec.key_for)
-                if isinstance(record, DeadLetter):
-                    await send_dead_letter(record, event.value or b"", _source(event), event.key)
+                try:
+                    inject("screen", "record")
+                    record = parse(
+                        event.value,
+                        model,
+                        now,
+                        key=event.key,
+                        expected_key=spec.key_for,
+                        clock_skew=settings.clock_skew,
+                    )
+                    # What travels on is what was checked (never the raw bytes).
+                    text = record if isinstance(record, DeadLetter) else canonical(record)
+                except Exception as exc:  # one record's fault: it becomes a dead letter
+                    text = internal_error(stage, exc)
+                if isinstance(text, DeadLetter):
+                    await send_dead_letter(text, event.value or b"", _source(event), event.key)
                 elif is_survey:
                     # One survey per person is checked where all of a person's surveys meet:
                     # re-keyed by person_ref, many to a message (one per partition and batch).
                     assert isinstance(record, DeathSurvey)
                     partition = key_partition(record.person_ref.encode(), person_partitions)
-                    by_partition.setdefault(partition, []).append(
-                        (_source(event), event.value.decode())
-                    )
+                    by_partition.setdefault(partition, []).append((_source(event), text.decode()))
                 else:
                     metrics.VALID.labels(label).inc()
-                    forward.send_soon(key=event.key, value=event.value)
+                    forward.send_soon(key=event.key, value=text)
             for partition, records in sorted(by_partition.items()):
                 for message in _person_messages(records):
                     by_person_topic.send_soon(key=None, value=message, partition=partition)
@@ -277,6 +293,7 @@ for _spec in topics.CONTRACT_TOPICS:
 
 
 @app.agent(by_person_topic)
+@guarded("settle_surveys")
 async def settle_surveys(stream: Any) -> None:
     """One survey per person, strictly increasing revisions per survey (else dead or stale);
     forward the admitted to `.valid`, store their facts, and send their signed contributions
@@ -285,22 +302,33 @@ async def settle_surveys(stream: Any) -> None:
     label = topics.DEATH_SURVEYS.name
     valid = valid_topics[label]
     async for events in stream.take_events(SETTLE_BATCH, within=BATCH_WITHIN_S):
+        inject("settle_surveys", "batch")
         _in_hand["settle"] = sum(len(e.value) for e in events) // 1000  # ~1 kB a survey
         per_scope: dict[str, list[list[Any]]] = {}
         newest: dict[str, float] = {}  # metrics: newest submitted_at per scope message
-        facts = FactRows()
+        facts: list[tuple[DeathSurvey, tuple[Any, ...], bytes]] = []
         for event in events:
             partition, offset = event.message.partition, event.message.offset
             for index, (source, text) in enumerate(orjson.loads(event.value)):
                 raw = text.encode()
-                survey = DeathSurvey.model_validate_json(raw)
-                person = survey.person_ref.encode()
-                stored = people.get(person)
-                state = None if stored is None else person_state.unpack(stored)
-                result = admit(state, offset * MAX_PER_MESSAGE + index, survey, cat)
+                try:
+                    # Everything that can fail on this record's account, before any effect.
+                    inject("settle_surveys", "record")
+                    survey = DeathSurvey.model_validate_json(raw)
+                    person = survey.person_ref.encode()
+                    stored = people.get(person)
+                    state = None if stored is None else person_state.unpack(stored)
+                    result = admit(state, offset * MAX_PER_MESSAGE + index, survey, cat)
+                    wires = [delta.to_wire(partition) for delta in result.deltas]
+                    packed = None if result.state is None else person_state.pack(result.state)
+                except Exception as exc:
+                    await send_dead_letter(
+                        internal_error("settle_surveys", exc), raw, tuple(source), None
+                    )
+                    continue
                 if result.outcome == DUPLICATE:
-                    if result.state is not None:
-                        people[person] = person_state.pack(result.state)
+                    if packed is not None:
+                        people[person] = packed
                     await send_dead_letter(
                         DeadLetter(
                             Reason.DUPLICATE_PERSON,
@@ -318,22 +346,34 @@ async def settle_surveys(stream: Any) -> None:
                 if result.outcome == REDELIVERED:
                     metrics.REDELIVERED_DELTAS.inc(len(result.deltas))
                 else:
-                    assert result.state is not None  # applied
-                    people[person] = person_state.pack(result.state)
+                    assert packed is not None  # applied
+                    people[person] = packed
                     metrics.VALID.labels(label).inc()
                     if survey.status == "active":
                         metrics.LAST_EVENT_TIME.labels(survey.region_code).set(
                             survey.submitted_at.timestamp()
                         )
                 valid.send_soon(key=survey.survey_id.encode(), value=raw)
-                facts.add(survey)
+                facts.append((survey, tuple(source), raw))
                 t = survey.submitted_at.timestamp()
-                for delta in result.deltas:
-                    wire = delta.to_wire(partition)
+                for delta, wire in zip(result.deltas, wires, strict=True):
                     for scope in (delta.contribution.region, NATION):
                         per_scope.setdefault(scope, []).append(wire)
                         newest[scope] = max(newest.get(scope, 0.0), t)
-        await sink("facts-surveys").write(facts.batches())
+        rejected = await sink("facts-surveys").write_records([survey for survey, _, _ in facts])
+        for i, error in rejected:
+            # Counted already (admission came first): the dead letter says so.
+            survey, source, raw = facts[i]
+            await send_dead_letter(
+                DeadLetter(
+                    Reason.DATABASE_REJECTED,
+                    f"the survey counts in the indicators, but PostgreSQL refused its fact "
+                    f"rows: {error}",
+                ),
+                raw,
+                source,
+                survey.survey_id.encode(),
+            )
         # One message per scope and batch: the aggregation reads one record, not thousands.
         for scope, wires in sorted(per_scope.items()):
             for chunk in _chunks(wires, SCOPE_MESSAGE_DELTAS):
@@ -345,11 +385,19 @@ async def settle_surveys(stream: Any) -> None:
 
 
 @app.agent(valid_topics[topics.OFFICIAL_DEATHS.name])
+@guarded("apply_official_deaths")
 async def apply_official_deaths(stream: Any) -> None:
     """Official monthly deaths go to their region and to the nation."""
     async for event in stream.events():
-        record = OfficialDeaths.model_validate_json(event.value)
-        message = orjson.dumps({"kind": "official", **record.model_dump(mode="json")})
+        inject("apply_official_deaths", "batch")
+        try:
+            inject("apply_official_deaths", "record")
+            record = OfficialDeaths.model_validate_json(event.value)
+            message = orjson.dumps({"kind": "official", **record.model_dump(mode="json")})
+        except Exception as exc:
+            dead = internal_error("apply_official_deaths", exc)
+            await send_dead_letter(dead, event.value or b"", _source(event), event.key)
+            continue
         for scope in (record.region_code, NATION):
             scope_topic.send_soon(key=scope.encode(), value=message)
 
@@ -360,11 +408,24 @@ def _make_structure_forward(spec: topics.TopicSpec, kind: str) -> Any:
     model = spec.model
     assert model is not None
 
+    stage = f"structure-{kind}"
+
+    @guarded(stage)
     async def forward(stream: Any) -> None:
         async for event in stream.events():
-            record = model.model_validate_json(event.value).model_dump(mode="json")
-            body = {"kind": kind, "event": record} if kind == "unit" else {"kind": kind, **record}
-            scope_topic.send_soon(key=NATION.encode(), value=orjson.dumps(body))
+            inject(stage, "batch")
+            try:
+                inject(stage, "record")
+                record = model.model_validate_json(event.value).model_dump(mode="json")
+                body = (
+                    {"kind": kind, "event": record} if kind == "unit" else {"kind": kind, **record}
+                )
+                message = orjson.dumps(body)
+            except Exception as exc:
+                dead = internal_error(stage, exc)
+                await send_dead_letter(dead, event.value or b"", _source(event), event.key)
+                continue
+            scope_topic.send_soon(key=NATION.encode(), value=message)
 
     return forward
 
@@ -383,7 +444,11 @@ _sinks: dict[str, Sink] = {}
 def sink(name: str) -> Sink:
     """One database connection per agent: agents write concurrently."""
     if name not in _sinks:
-        _sinks[name] = Sink(settings.database_url)
+        _sinks[name] = Sink(
+            settings.database_url,
+            give_up_after_s=settings.db_retry_seconds,
+            statement_timeout_s=settings.db_statement_timeout_seconds,
+        )
     return _sinks[name]
 
 
@@ -507,6 +572,7 @@ app.on_partitions_assigned.connect(cast(Any, _on_partitions_assigned))
 
 
 @app.agent(scope_topic)
+@guarded("aggregate_scopes")
 async def aggregate_scopes(stream: Any) -> None:
     """Apply deltas to scope-month state; write headline rows, and the full evaluation in
     slices, when due."""
@@ -522,7 +588,11 @@ async def aggregate_scopes(stream: Any) -> None:
     complete_wait: list[float] = []
     in_job: list[float] = []
     seen = Assignment.generation
+    # The evaluation date comes from the clock's ticks (one source for every worker); before
+    # the first tick, from this worker's clock.
+    as_of = settings.as_of()
     async for events in stream.take_events(SCOPE_BATCH, within=BATCH_WITHIN_S):
+        inject("aggregate_scopes", "batch")
         if seen != Assignment.generation:
             # A rebalance: what is held in memory may be stale, and some scopes may be another
             # worker's now. The job under way is dropped; its marks are still in the table.
@@ -557,13 +627,13 @@ async def aggregate_scopes(stream: Any) -> None:
                         )
                     )
             elif kind == "tick":
+                as_of = max(as_of, date.fromisoformat(msg["as_of"]))
                 agg.tick(scope, date.fromisoformat(msg["as_of"]))
             else:
                 agg.apply_structure(event.message.offset, msg)
         metrics.REDELIVERED_DELTAS.inc(agg.redelivered)
         agg.redelivered = 0
         agg.commit()
-        as_of = settings.as_of()
         backlog = input_backlog() > CAUGHT_UP_RECORDS
         if agg.fresh and not backlog:
             with metrics.EVALUATION_SECONDS.labels("headline").time():
@@ -640,12 +710,29 @@ def _make_fact_store(spec: topics.TopicSpec) -> Any:
     model = spec.model
     assert model is not None
 
+    stage = f"store-{spec.name}"
+
+    @guarded(stage)
     async def store(stream: Any) -> None:
         async for events in stream.take_events(SURVEY_BATCH, within=BATCH_WITHIN_S):
-            rows = FactRows()
+            inject("store", "batch")
+            records: list[tuple[Any, Any]] = []
             for event in events:
-                rows.add(model.model_validate_json(event.value))
-            await sink(f"facts-{spec.name}").write(rows.batches())
+                try:
+                    inject("store", "record")
+                    records.append((model.model_validate_json(event.value), event))
+                except Exception as exc:
+                    dead = internal_error(stage, exc)
+                    await send_dead_letter(dead, event.value or b"", _source(event), event.key)
+            rejected = await sink(stage).write_records([record for record, _ in records])
+            for i, error in rejected:
+                event = records[i][1]
+                await send_dead_letter(
+                    DeadLetter(Reason.DATABASE_REJECTED, f"PostgreSQL refused its rows: {error}"),
+                    event.value or b"",
+                    _source(event),
+                    event.key,
+                )
 
     return store
 

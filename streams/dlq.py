@@ -106,7 +106,12 @@ def replay(settings: Settings, reason: str, dry_run: bool = False) -> ReplayResu
             if letter["reason"] != reason:
                 result.other_reasons += 1
                 continue
-            if reason in NOT_REPLAYABLE or letter.get("payload_truncated"):
+            if (
+                reason in NOT_REPLAYABLE
+                or letter.get("payload_truncated")
+                or letter.get("payload_redacted")
+                or letter.get("payload") is None
+            ):
                 result.skipped_not_replayable += 1
                 continue
             result.replayed += 1

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from streams.topics import TopicSpec
@@ -51,6 +51,12 @@ class Settings:
     # How often the worker commits its consumer offsets (Faust's broker_commit_interval): a
     # restart re-reads at most this much input.
     commit_interval_seconds: float = 2.8
+    # How far a survey's submitted_at may lie ahead of the worker's clock (else a dead letter).
+    clock_skew: timedelta = timedelta(minutes=10)
+    # How long the sink retries an unavailable or read-only database before the worker stops
+    # (to be restarted by its supervisor), and how long one statement may run.
+    db_retry_seconds: float = 600.0
+    db_statement_timeout_seconds: float = 120.0
 
     def as_of(self) -> date:
         """The evaluation date: PALLIWATCH_AS_OF, else today in UTC."""
@@ -91,7 +97,23 @@ def load() -> Settings:
         as_of_date=_date(env.get("PALLIWATCH_AS_OF")),
         reevaluate_seconds=float(env.get("PALLIWATCH_REEVALUATE_SECONDS", "10")),
         commit_interval_seconds=float(env.get("PALLIWATCH_COMMIT_INTERVAL_SECONDS", "2.8")),
+        clock_skew=timedelta(seconds=_seconds(env, "PALLIWATCH_CLOCK_SKEW_SECONDS", 600)),
+        db_retry_seconds=_seconds(env, "PALLIWATCH_DB_RETRY_SECONDS", 600),
+        db_statement_timeout_seconds=_seconds(env, "PALLIWATCH_DB_STATEMENT_TIMEOUT_SECONDS", 120),
     )
+
+
+def _seconds(env: os._Environ[str], name: str, default: float) -> float:
+    text = env.get(name)
+    if not text:
+        return float(default)
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if value < 0:
+        raise SystemExit(f"palliwatch: {name}={text!r} is not a number of seconds (e.g. {default})")
+    return value
 
 
 def _date(text: str | None) -> date | None:

@@ -357,9 +357,7 @@ def test_every_reason_is_reachable_and_its_detail_names_the_problem(reason: Reas
 # ---- not JSON, not an object, too large, schema version ------------------------------------
 
 
-@pytest.mark.parametrize(
-    "raw", [None, b"", b"{not json", b"{'a': 1}", b'{"a": 1', b"nul"]
-)
+@pytest.mark.parametrize("raw", [None, b"", b"{not json", b"{'a': 1}", b'{"a": 1', b"nul"])
 @pytest.mark.parametrize("model", [DeathSurvey, OfficialDeaths])
 def test_not_json(raw: bytes | None, model: type) -> None:
     assert dead(parse_at(raw, model)).reason == Reason.NOT_JSON
