@@ -194,15 +194,46 @@ def _mask_digits(text: str) -> str:
     return re.sub(r"[0-9]", "#", fold(text))
 
 
+_PSEUDONYM_VALUE = re.compile(r'"person_ref"[ \t\n\r]*:[ \t\n\r]*("[0-9a-f]{64}")')
+
+
+def _exempt_pseudonym(view: str) -> tuple[int, int] | None:
+    """Where the person_ref pseudonym of a (folded, unescaped) record text is, quotes included,
+    when it holds no 12-digit identity-number form (schemas/identity.py, person_ref): redaction
+    leaves that one occurrence alone, or a dead letter with a chance digit run in its pseudonym
+    could not be replayed."""
+    m = _PSEUDONYM_VALUE.search(view)
+    if m is None or pseudonym_holds_identity_number(m.group(1)[1:-1]):
+        return None
+    return m.start(1), m.end(1)
+
+
+def _without_pseudonym(view: str) -> str:
+    spot = _exempt_pseudonym(view)
+    return view if spot is None else view[: spot[0]] + view[spot[1] :]
+
+
+def _holds_candidate(kept: str) -> bool:
+    """Whether a redacted text still holds a run of the layout (a text kept redacted is folded;
+    unescaping it again may reveal more)."""
+    again = unescape_json(kept)
+    return has_candidate(_without_pseudonym(kept if again is kept else fold(again)))
+
+
 def redact_text(text: str) -> str:
     """``text`` as a dead letter may keep it: unchanged when no form of it (escapes resolved,
     Unicode folded, exponent numbers as integers) holds a run of the identity-number layout;
     else that view with every such run replaced by [REDACTED]. Never raises, never recurses."""
     view = fold(unescape_json(text))
     exponent_hit = has_candidate(exponent_values(fold(text)))
-    if not has_candidate(view) and not exponent_hit:
+    spot = _exempt_pseudonym(view)
+    if not has_candidate(_without_pseudonym(view)) and not exponent_hit:
         return text
-    kept = redact_folded(view)
+    if spot is None:
+        kept = redact_folded(view)
+    else:  # quote-delimited: no run spans the pieces
+        start, end = spot
+        kept = redact_folded(view[:start]) + view[start:end] + redact_folded(view[end:])
     if exponent_hit:
         kept = _EXPONENT.sub(REDACTED, kept)
     return kept
@@ -219,8 +250,7 @@ def kept_payload(payload: bytes) -> dict[str, object]:
     text = payload.decode("utf-8", errors="replace")
     kept = redact_text(text)
     redacted = kept is not text
-    again = unescape_json(kept)  # a text kept redacted is folded; unescaping may reveal more
-    if redacted and has_candidate(kept if again is kept else fold(again)):
+    if redacted and _holds_candidate(kept):
         return {
             "payload": None,
             "payload_prefix": _mask_digits(kept[:_PREFIX_CHARS]),
@@ -362,8 +392,9 @@ def _identity_view(text: str, data: Any, shape: _Shape | None) -> str:
         view = f"{view} {' '.join(shape.large_floats)}"
     ref = data.get("person_ref") if isinstance(data, dict) else None
     if isinstance(ref, str) and len(ref) == 64 and not pseudonym_holds_identity_number(ref):
-        # One occurrence only: the same value written again elsewhere (a note) is scanned.
-        view = view.replace(ref, " ", 1)
+        # One occurrence only, as a whole quoted string (a digit run cannot continue past its
+        # quotes): the same value written again elsewhere (a note) is scanned.
+        view = view.replace(f'"{ref}"', '""', 1)
     return view
 
 

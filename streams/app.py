@@ -246,7 +246,6 @@ def _make_screen(spec: topics.TopicSpec) -> Any:
     @guarded(stage)
     async def screen(stream: Any) -> None:
         async for events in stream.take_events(SURVEY_BATCH, within=BATCH_WITHIN_S):
-            inject("screen", "batch")
             if is_survey:
                 _in_hand["screen"] = len(events)
             now = datetime.now(UTC)
@@ -278,6 +277,7 @@ def _make_screen(spec: topics.TopicSpec) -> Any:
                 else:
                     metrics.VALID.labels(label).inc()
                     forward.send_soon(key=event.key, value=text)
+            inject("screen", "batch")  # mid-batch: dead letters sent, surveys not yet
             for partition, records in sorted(by_partition.items()):
                 for message in _person_messages(records):
                     by_person_topic.send_soon(key=None, value=message, partition=partition)
@@ -302,7 +302,6 @@ async def settle_surveys(stream: Any) -> None:
     label = topics.DEATH_SURVEYS.name
     valid = valid_topics[label]
     async for events in stream.take_events(SETTLE_BATCH, within=BATCH_WITHIN_S):
-        inject("settle_surveys", "batch")
         _in_hand["settle"] = sum(len(e.value) for e in events) // 1000  # ~1 kB a survey
         per_scope: dict[str, list[list[Any]]] = {}
         newest: dict[str, float] = {}  # metrics: newest submitted_at per scope message
@@ -360,6 +359,7 @@ async def settle_surveys(stream: Any) -> None:
                     for scope in (delta.contribution.region, NATION):
                         per_scope.setdefault(scope, []).append(wire)
                         newest[scope] = max(newest.get(scope, 0.0), t)
+        inject("settle_surveys", "batch")  # mid-batch: states written, facts and deltas not
         rejected = await sink("facts-surveys").write_records([survey for survey, _, _ in facts])
         for i, error in rejected:
             # Counted already (admission came first): the dead letter says so.
@@ -389,7 +389,6 @@ async def settle_surveys(stream: Any) -> None:
 async def apply_official_deaths(stream: Any) -> None:
     """Official monthly deaths go to their region and to the nation."""
     async for event in stream.events():
-        inject("apply_official_deaths", "batch")
         try:
             inject("apply_official_deaths", "record")
             record = OfficialDeaths.model_validate_json(event.value)
@@ -398,6 +397,7 @@ async def apply_official_deaths(stream: Any) -> None:
             dead = internal_error("apply_official_deaths", exc)
             await send_dead_letter(dead, event.value or b"", _source(event), event.key)
             continue
+        inject("apply_official_deaths", "batch")
         for scope in (record.region_code, NATION):
             scope_topic.send_soon(key=scope.encode(), value=message)
 
@@ -413,7 +413,6 @@ def _make_structure_forward(spec: topics.TopicSpec, kind: str) -> Any:
     @guarded(stage)
     async def forward(stream: Any) -> None:
         async for event in stream.events():
-            inject(stage, "batch")
             try:
                 inject(stage, "record")
                 record = model.model_validate_json(event.value).model_dump(mode="json")
@@ -425,6 +424,7 @@ def _make_structure_forward(spec: topics.TopicSpec, kind: str) -> Any:
                 dead = internal_error(stage, exc)
                 await send_dead_letter(dead, event.value or b"", _source(event), event.key)
                 continue
+            inject(stage, "batch")
             scope_topic.send_soon(key=NATION.encode(), value=message)
 
     return forward
@@ -592,7 +592,6 @@ async def aggregate_scopes(stream: Any) -> None:
     # the first tick, from this worker's clock.
     as_of = settings.as_of()
     async for events in stream.take_events(SCOPE_BATCH, within=BATCH_WITHIN_S):
-        inject("aggregate_scopes", "batch")
         if seen != Assignment.generation:
             # A rebalance: what is held in memory may be stale, and some scopes may be another
             # worker's now. The job under way is dropped; its marks are still in the table.
@@ -607,6 +606,10 @@ async def aggregate_scopes(stream: Any) -> None:
                 # Read before the rebalance, from a partition revoked since: not committed, so
                 # its new owner reads it again.
                 continue
+            # Internal messages: any failure applying one is a bug, not the record's fault, and
+            # may leave the scope half-applied in memory, so it stops the worker (a restart
+            # rebuilds from the changelog; deltas carry positions, none counts twice).
+            inject("aggregate_scopes", "record")
             msg = orjson.loads(event.value)
             kind = msg["kind"]
             if kind == "survey":
@@ -633,6 +636,7 @@ async def aggregate_scopes(stream: Any) -> None:
                 agg.apply_structure(event.message.offset, msg)
         metrics.REDELIVERED_DELTAS.inc(agg.redelivered)
         agg.redelivered = 0
+        inject("aggregate_scopes", "batch")  # mid-batch: applied in memory, not committed
         agg.commit()
         backlog = input_backlog() > CAUGHT_UP_RECORDS
         if agg.fresh and not backlog:
@@ -715,7 +719,6 @@ def _make_fact_store(spec: topics.TopicSpec) -> Any:
     @guarded(stage)
     async def store(stream: Any) -> None:
         async for events in stream.take_events(SURVEY_BATCH, within=BATCH_WITHIN_S):
-            inject("store", "batch")
             records: list[tuple[Any, Any]] = []
             for event in events:
                 try:
@@ -724,6 +727,7 @@ def _make_fact_store(spec: topics.TopicSpec) -> Any:
                 except Exception as exc:
                     dead = internal_error(stage, exc)
                     await send_dead_letter(dead, event.value or b"", _source(event), event.key)
+            inject("store", "batch")
             rejected = await sink(stage).write_records([record for record, _ in records])
             for i, error in rejected:
                 event = records[i][1]

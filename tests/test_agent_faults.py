@@ -1,0 +1,132 @@
+"""A fault in any agent, mid-batch, never lets offsets pass records whose effects are not durable.
+
+Faust restarts an agent that raises and acknowledges the batch it held; before
+streams/failures.py a failing agent lost its batch silently while the committed offsets reached
+the end of every topic. Here faults are injected (PALLIWATCH_INJECT_FAULT) into every agent of
+the real worker on the real broker and database:
+
+- outside any one record: the worker stops at once (exit 70, "worker stopped" in its log); a
+  restart without the fault resumes from the committed offsets, and in the end every indicator
+  row equals the batch oracle (every valid record counted exactly once);
+- on one record: that record becomes an ``internal_error`` dead letter, the worker carries on
+  with the rest of its batch, and after `palliwatch dlq replay --reason internal_error` the rows
+  equal the oracle again.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from streams import dlq
+from streams.failures import ENV_INJECT, EXIT_FATAL
+from tests.conftest import TEST_AS_OF, Isolated, WorkerProcess, wait_for
+from tests.histories import random_history
+from tests.oracle_compare import oracle_of
+from tests.pipeline_helpers import dead_letters, metric
+from tests.test_engine_integration import send_history, wait_equal
+
+pytestmark = pytest.mark.integration
+
+# Mid-batch faults outside any one record, one per agent; each worker run dies of the next.
+# screen: after its dead letters, before the surveys are sent on; settle: person states written,
+# facts and deltas not; aggregation: deltas applied in memory, not committed (and once inside
+# the loop over a batch's messages); official deaths and structure: before the forward.
+BATCH_FAULTS = (
+    "screen:batch:2",
+    "settle_surveys:batch:2",
+    "aggregate_scopes:record:40",
+    "aggregate_scopes:batch:3",
+    "apply_official_deaths:batch:5",
+    "structure-unit:batch:3",
+    "structure-population:batch:5",
+    "store:batch:2",
+)
+RECORD_FAULTS = (
+    "screen:record:50",
+    "settle_surveys:record:30",
+    "apply_official_deaths:record:4",
+    "structure-population:record:3",
+    "store:record:7",
+)
+
+
+def _run_until_it_stops(iso: Isolated, fault: str, log_name: str) -> WorkerProcess:
+    env = {**iso.env, ENV_INJECT: fault}
+    w = WorkerProcess(env, Path(iso.env["PALLIWATCH_STATE_DIR"]) / log_name)
+    try:
+        w.proc.wait(timeout=180)
+    except subprocess.TimeoutExpired:
+        w.stop()
+        raise AssertionError(f"the fault {fault} did not stop the worker:\n{w.log_tail()}") from None
+    w.stop()
+    assert w.proc.returncode == EXIT_FATAL, w.log_tail()
+    log = w.log_path.read_text(errors="replace")
+    assert "worker stopped" in log and "fault injected" in log, w.log_tail()
+    return w
+
+
+def test_a_fault_outside_one_record_stops_the_worker_and_loses_nothing(
+    isolated: Isolated,
+) -> None:
+    h = random_history(seed=23, n_surveys=900, as_of=TEST_AS_OF)
+    send_history(isolated, h)
+    for i, fault in enumerate(BATCH_FAULTS):
+        _run_until_it_stops(isolated, fault, f"worker-fault-{i}.log")
+    clean = WorkerProcess(isolated.env, Path(isolated.env["PALLIWATCH_STATE_DIR"]) / "clean.log")
+    try:
+        wait_equal(isolated, oracle_of(h, TEST_AS_OF), clean, timeout=300)
+        # No record was dead-lettered on the way: the faults were not the records' fault.
+        assert [d for d in dead_letters(isolated.settings) if d["reason"] == "internal_error"] == []
+    finally:
+        clean.stop()
+
+
+def test_a_fault_on_one_record_dead_letters_it_and_the_batch_goes_on(
+    isolated: Isolated,
+) -> None:
+    s = isolated.settings
+    h = random_history(seed=29, n_surveys=700, as_of=TEST_AS_OF)
+    env = {**isolated.env, ENV_INJECT: ",".join(RECORD_FAULTS)}
+    w = WorkerProcess(env, Path(isolated.env["PALLIWATCH_STATE_DIR"]) / "worker-records.log")
+    try:
+        send_history(isolated, h)
+        letters = wait_for(
+            lambda: (
+                len(d := [x for x in dead_letters(s) if x["reason"] == "internal_error"])
+                == len(RECORD_FAULTS)
+                and d
+            ),
+            120,
+            "one internal_error dead letter per injected fault",
+            w,
+        )
+        for letter in letters:
+            assert "fault injected" in letter["detail"]
+            assert letter["payload"] and not letter["payload_redacted"]
+        assert metric(s, "palliwatch_internal_errors_total") == len(RECORD_FAULTS)
+        w.assert_alive()
+        # The rest of each batch went on; the dead-lettered records come back with a replay.
+        result = dlq.replay(s, "internal_error")
+        assert result.replayed == len(RECORD_FAULTS)
+        wait_equal(isolated, oracle_of(h, TEST_AS_OF), w, timeout=300)
+        w.assert_alive()
+    finally:
+        w.stop()
+
+
+def test_a_bad_fault_plan_stops_with_the_fix() -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", "import streams.failures"],
+        cwd=Path(__file__).resolve().parent.parent,
+        env={**os.environ, ENV_INJECT: "settle:sometimes"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert out.returncode != 0
+    assert "use stage:record:N or stage:batch:N" in out.stderr
