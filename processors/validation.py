@@ -38,6 +38,7 @@ from pydantic import BaseModel, ValidationError
 
 from schemas.identity import (
     JSON_STRING,
+    MAX_CANDIDATES,
     exponent_values,
     fold,
     has_candidate,
@@ -48,7 +49,6 @@ from schemas.identity import (
     redact_folded,
     scan_view,
     unescape_json,
-    walk_strings,
 )
 from schemas.identity import REDACTED as REDACTED  # re-exported for callers of parse()
 from schemas.models import SUPPORTED_SCHEMA_MAJOR, DeathSurvey
@@ -293,7 +293,8 @@ def _describe(err: ValidationError) -> tuple[Reason, str]:
 class _Shape:
     depth: int = 0
     members: int = 0
-    containers: int = 0  # set only when over MAX_CONTAINERS (the walk stopped there)
+    containers: int = 0  # the walk stops past MAX_CONTAINERS
+    too_many_numbers: bool = False  # more large floats than the scan checks one by one
     # Integer values of floats of 10 digits or more (1.21212121212e11 is 121212121212), for the
     # identity scan: a float written with an exponent shows no digit run in the text.
     large_floats: list[str] = field(default_factory=list)
@@ -301,20 +302,16 @@ class _Shape:
 
 def _shape(value: object) -> _Shape:
     """Nesting depth, object member count and large floats, without recursion (and without
-    descending past MAX_DEPTH + 1: deeper is rejected whatever it holds)."""
+    descending past MAX_DEPTH + 1, or past MAX_CONTAINERS objects and arrays: beyond either the
+    record is rejected whatever it holds)."""
     shape = _Shape()
     stack: list[tuple[object, int]] = [(value, 1)]
-    containers = 0
+    floats = shape.large_floats
     while stack:
         v, depth = stack.pop()
-        if isinstance(v, float):
-            if 1e9 <= abs(v) < 1e13:
-                shape.large_floats.append(str(int(abs(v))))
-            continue
-        containers += 1
-        if containers > MAX_CONTAINERS:
-            shape.containers = containers
-            break
+        shape.containers += 1
+        if shape.containers > MAX_CONTAINERS:
+            return shape
         if depth > shape.depth:
             shape.depth = depth
         if isinstance(v, dict):
@@ -323,19 +320,51 @@ def _shape(value: object) -> _Shape:
         elif isinstance(v, list):
             items = v
         else:
+            if isinstance(v, float) and 1e9 <= abs(v) < 1e13:
+                floats.append(str(int(abs(v))))
             continue
-        if depth <= MAX_DEPTH:
-            stack.extend(
-                (item, depth + 1) for item in items if isinstance(item, dict | list | float)
-            )
+        if depth > MAX_DEPTH:
+            continue
+        for item in items:
+            kind = type(item)
+            if kind is dict or kind is list:
+                stack.append((item, depth + 1))
+            elif kind is float and 1e9 <= abs(item) < 1e13:
+                if len(floats) >= MAX_CANDIDATES:
+                    shape.too_many_numbers = True
+                else:
+                    floats.append(str(int(abs(item))))
     return shape
 
 
+def _shape_of(text: str, data: object) -> _Shape:
+    """``_shape`` of a parsed value; a text with far too many objects and arrays is judged by
+    its brackets outside strings alone (counted in C), not walked."""
+    if text.count("[") + text.count("{") > MAX_CONTAINERS:
+        outside = JSON_STRING.sub('""', text)
+        containers = outside.count("[") + outside.count("{")
+        if containers > MAX_CONTAINERS:
+            floats = exponent_values(text)
+            return _Shape(containers=containers, large_floats=[floats] if floats else [])
+    return _shape(data)
+
+
 def _nul_field(value: object) -> str | None:
-    """The first field path (or key) whose text holds NUL; iterative."""
-    for path, text in walk_strings(value):
-        if "\x00" in text or "\x00" in path:
-            return path
+    """The first field path (keys included) whose text holds NUL; iterative."""
+    stack: list[tuple[str, object]] = [("", value)]
+    while stack:
+        path, v = stack.pop()
+        if isinstance(v, str):
+            if "\x00" in v:
+                return path or "value"
+        elif isinstance(v, dict):
+            for k, item in v.items():
+                where = f"{path}.{k}" if path else str(k)
+                if "\x00" in k:
+                    return f"{where} (key)"
+                stack.append((where, item))
+        elif isinstance(v, list):
+            stack.extend((f"{path}[{i}]", item) for i, item in enumerate(v))
     return None
 
 
@@ -357,10 +386,16 @@ def _member_count_in_text(text: str) -> int:
     return JSON_STRING.sub('""', text).count(":")
 
 
+_NAMED_DUPLICATES_TEXT = 16 * 1024
+
+
 def _duplicate_keys(text: str) -> list[str]:
-    """The keys written twice in one object (only called once a duplicate is known to exist)."""
+    """The keys written twice in one object (only called once a duplicate is known to exist;
+    a long text is not parsed again just to name them)."""
     import json
 
+    if len(text) > _NAMED_DUPLICATES_TEXT:
+        return []
     found: list[str] = []
 
     def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -423,8 +458,10 @@ def parse(
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as e:
         json_error = str(e)
-    shape = _shape(data) if data is not _NOT_PARSED else None
-    if holds_identity_number(_identity_view(text, data, shape)):
+    shape = _shape_of(text, data) if data is not _NOT_PARSED else None
+    if (shape is not None and shape.too_many_numbers) or holds_identity_number(
+        _identity_view(text, data, shape)
+    ):
         fields = identity_number_fields(data) if data is not _NOT_PARSED else []
         where = ", ".join(fields[:10]) if fields else "the value (not JSON; scanned as text)"
         return DeadLetter(

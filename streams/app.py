@@ -97,6 +97,8 @@ app = faust.App(
     topic_replication_factor=1,
     consumer_auto_offset_reset="earliest",
     broker_commit_interval=settings.commit_interval_seconds,
+    broker_session_timeout=settings.session_timeout_seconds,
+    broker_heartbeat_interval=min(3.0, settings.session_timeout_seconds / 3),
     table_standby_replicas=0,
     web_bind=settings.web_bind,
     web_host="127.0.0.1",
@@ -292,6 +294,15 @@ for _spec in topics.CONTRACT_TOPICS:
     app.agent(contract_topics[_spec.name], name=f"screen-{_spec.name}")(_make_screen(_spec))
 
 
+def _survey_key(raw: bytes) -> bytes | None:
+    """The contract key of a survey text the screen let through (its survey_id), so that its
+    dead letter can be replayed to the compacted survey topic (which refuses null keys)."""
+    try:
+        return str(orjson.loads(raw)["survey_id"]).encode()
+    except Exception:
+        return None
+
+
 @app.agent(by_person_topic)
 @guarded("settle_surveys")
 async def settle_surveys(stream: Any) -> None:
@@ -321,9 +332,8 @@ async def settle_surveys(stream: Any) -> None:
                     wires = [delta.to_wire(partition) for delta in result.deltas]
                     packed = None if result.state is None else person_state.pack(result.state)
                 except Exception as exc:
-                    await send_dead_letter(
-                        internal_error("settle_surveys", exc), raw, tuple(source), None
-                    )
+                    dead = internal_error("settle_surveys", exc)
+                    await send_dead_letter(dead, raw, tuple(source), _survey_key(raw))
                     continue
                 if result.outcome == DUPLICATE:
                     if packed is not None:

@@ -241,6 +241,15 @@ def cmd_bench(args: argparse.Namespace) -> None:
     from processors.db import DatabaseUnavailable
     from streams.bench import bench_storage
 
+    if args.target == "screen":
+        from streams.bench_screen import bench_screen
+
+        results = bench_screen(repeats=args.runs * 3, normal=args.surveys_screened)
+        out = settings_mod.load().state_dir / "bench-screen.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(results, indent=2))
+        print(f"[bench] written to {out}")
+        return
     if args.target == "pipeline":
         from streams.bench_pipeline import bench_pipeline, print_results
 
@@ -312,7 +321,7 @@ def cmd_dlq(args: argparse.Namespace) -> None:
                 f"{verb} {result.replayed} dead letters with reason {args.reason}; "
                 f"{result.skipped_not_replayable} not replayable (redacted or truncated)"
             )
-    except KafkaUnavailable as e:
+    except (KafkaUnavailable, dlq.ReplayFailed) as e:
         _fail(str(e), 1)
     except ValueError as e:
         _fail(str(e))
@@ -509,13 +518,16 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=cmd_worker)
 
     sp = sub.add_parser("bench", help="benchmarks that print figures")
-    sp.add_argument("target", choices=("storage", "pipeline"))
+    sp.add_argument("target", choices=("storage", "pipeline", "screen"))
     sp.add_argument("--years", type=int, default=10, help="storage: years of indicator rows")
     sp.add_argument("--runs", type=int, default=5, help="storage: repetitions")
     sp.add_argument("--surveys", type=int, default=1_000_000, help="pipeline: backfill size")
     sp.add_argument("--months", type=int, default=24, help="pipeline: months of deaths")
     sp.add_argument("--live-seconds", type=float, default=60.0, help="pipeline: live phase")
     sp.add_argument("--rate", type=float, default=200.0, help="pipeline: live surveys per second")
+    sp.add_argument(
+        "--surveys-screened", type=int, default=3000, help="screen: normal surveys timed"
+    )
     sp.set_defaults(func=cmd_bench)
 
     sp = sub.add_parser("schemas", help="export or check the JSON Schema files of the contracts")

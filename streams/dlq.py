@@ -26,6 +26,10 @@ from streams.topics import DEAD_LETTER
 NOT_REPLAYABLE = {Reason.IDENTITY_NUMBER_IN_PAYLOAD.value}
 
 
+class ReplayFailed(RuntimeError):
+    """Some re-submitted dead letters were refused by the broker."""
+
+
 @dataclass
 class DeadLetterSummary:
     total: int = 0
@@ -101,6 +105,7 @@ def replay(settings: Settings, reason: str, dry_run: bool = False) -> ReplayResu
             else:
                 consumer.seek(tp, offset)
         records = _read_until_end(consumer, partitions)
+        sends: list[Any] = []
         for record in records:
             letter = orjson.loads(record.value)
             if letter["reason"] != reason:
@@ -117,13 +122,23 @@ def replay(settings: Settings, reason: str, dry_run: bool = False) -> ReplayResu
             result.replayed += 1
             if producer is not None:
                 key = letter.get("source_key")
-                producer.send(
-                    letter["source_topic"],
-                    key=None if key is None else key.encode(),
-                    value=letter["payload"].encode(),
+                sends.append(
+                    producer.send(
+                        letter["source_topic"],
+                        key=None if key is None else key.encode(),
+                        value=letter["payload"].encode(),
+                    )
                 )
         if producer is not None:
             producer.flush()
+            failed = [f.exception for f in sends if f.failed()]
+            if failed:
+                # Progress is not remembered: a second run sends them all again.
+                raise ReplayFailed(
+                    f"{len(failed)} of {len(sends)} dead letters could not be re-submitted "
+                    f"({type(failed[0]).__name__}: {failed[0]}); nothing was marked replayed, "
+                    "fix the cause and run `palliwatch dlq replay` again"
+                )
             # Remember progress only after the re-submitted records are durable.
             consumer.commit({tp: _offset_meta(consumer.position(tp)) for tp in partitions})
     finally:

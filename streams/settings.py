@@ -57,6 +57,9 @@ class Settings:
     # (to be restarted by its supervisor), and how long one statement may run.
     db_retry_seconds: float = 600.0
     db_statement_timeout_seconds: float = 120.0
+    # How long the broker waits for a worker that stopped without leaving its group (a crash,
+    # or a stop from streams/failures.py) before its partitions go to others or its restart.
+    session_timeout_seconds: float = 60.0
 
     def as_of(self) -> date:
         """The evaluation date: PALLIWATCH_AS_OF, else today in UTC."""
@@ -100,6 +103,7 @@ def load() -> Settings:
         clock_skew=timedelta(seconds=_seconds(env, "PALLIWATCH_CLOCK_SKEW_SECONDS", 600)),
         db_retry_seconds=_seconds(env, "PALLIWATCH_DB_RETRY_SECONDS", 600),
         db_statement_timeout_seconds=_seconds(env, "PALLIWATCH_DB_STATEMENT_TIMEOUT_SECONDS", 120),
+        session_timeout_seconds=_seconds(env, "PALLIWATCH_SESSION_TIMEOUT_SECONDS", 60),
     )
 
 
