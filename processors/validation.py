@@ -372,11 +372,13 @@ _KEY_END = re.compile(r'"[ \t\n\r]*:')
 
 
 def _has_duplicate_keys(text: str, members: int) -> bool:
-    """Whether the text writes more object members than the parsed value holds. Fast counts
-    first: every key is followed by ``":`` (JSON whitespace allowed between), so a count of
-    those equal to the members proves there is no duplicate (a string holding ``":`` only
-    raises the count); else the colons outside strings decide."""
-    if text.count('":') == members or len(_KEY_END.findall(text)) == members:
+    """Whether the text writes more object members than the parsed value holds. A fast count
+    first: every key is followed by ``"`` and ``:`` with only JSON whitespace between, so that
+    count is at least the keys written (a string holding ``" :`` only raises it), and equal to
+    the members it proves there is no duplicate; else the colons outside strings decide. (A
+    count of ``":`` alone is not enough: a key written ``"k" :`` is missed by it, and one such
+    duplicate cancelled out the member it took away.)"""
+    if len(_KEY_END.findall(text)) == members:
         return False
     return _member_count_in_text(text) != members
 

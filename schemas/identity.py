@@ -64,12 +64,17 @@ _SPACE_CATEGORIES = frozenset({"Zs", "Zl", "Zp"})
 _ASCII_SPACE_CONTROLS = "\t\n\r\x0b\x0c"
 
 
+# Letters and symbols that render as nothing (Hangul fillers, the blank Braille pattern): removed
+# like format characters, so they cannot hide the digits around them.
+_BLANK = frozenset("\u115f\u1160\u3164\uffa0\u2800")
+
+
 def _fold_char(c: str) -> str:
     """What one character becomes in the folded text."""
     if c in _ASCII_SPACE_CONTROLS or c == "\x85":
         return " "
     category = unicodedata.category(c)
-    if category in _INVISIBLE_CATEGORIES:
+    if category in _INVISIBLE_CATEGORIES or c in _BLANK:
         return ""
     if category in _SPACE_CATEGORIES:
         return " "

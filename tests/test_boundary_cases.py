@@ -78,6 +78,16 @@ def test_a_duplicate_key_hiding_an_identity_number_is_caught_and_redacted() -> N
     assert not leaks(without_pseudonym(envelope_text(d, raw)))
 
 
+@pytest.mark.parametrize("colon", [" :", "\t:", "\n: ", "  :  "])
+def test_a_duplicate_key_written_with_space_before_its_colon(colon: str) -> None:
+    # A count of '":' alone missed a key written '"k" :', and one such duplicate cancelled out.
+    other = "cd" * 32
+    raw = orjson.dumps(survey())[:-1] + f', "person_ref"{colon}"{other}"}}'.encode()
+    assert judge(raw).reason == Reason.DUPLICATE_KEY
+    first = b'{"sex"' + colon.encode() + b'"female",' + orjson.dumps(survey())[1:]
+    assert judge(first).reason == Reason.DUPLICATE_KEY
+
+
 def test_a_duplicate_person_ref_is_a_duplicate_key() -> None:
     other = "ab" * 32
     raw = orjson.dumps(survey())[:-1] + f', "person_ref": "{other}"}}'.encode()
@@ -158,7 +168,10 @@ def test_look_alike_digits(form: str) -> None:
     assert not leaks(without_pseudonym(envelope_text(d, raw)))
 
 
-@pytest.mark.parametrize("between", ["\u200b", "\u0301", "\u0000", "\u2060", "\ufeff"])
+@pytest.mark.parametrize(
+    "between",
+    ["\u200b", "\u0301", "\u0000", "\u2060", "\ufeff", "\u3164", "\u2800", "\uffa0", "\u034f"],
+)
 def test_invisible_characters_between_digits(between: str) -> None:
     raw = orjson.dumps(survey(note=between.join("121212-1212")))
     d = judge(raw)

@@ -1042,7 +1042,7 @@ def test_a_utf16_or_utf32_payload_is_not_kept_readable_in_its_own_encoding() -> 
     # of ASCII text reads so as that text with NULs between the characters, which folding
     # removes: ASCII digits and "-" are found. Other characters become visible ASCII in that
     # reading and break the digit run: U+2212 (bytes 12 22) leaves a '"', U+200B (0B 20) two
-    # spaces, ① (60 24) "`$", in "\\u002d" a NUL stands between the backslash and the "u". The
+    # spaces, ① (60 24) "`$", in "\u002d" a NUL stands between the backslash and the "u". The
     # record is then only not_json / not_utf8, its payload is kept unredacted
     # (payload_redacted false), and decoding it as it was sent gives the number back, e.g.
     # the Target example with "source": "x 121212\u22121212 y" sent as UTF-16-LE.
