@@ -10,7 +10,9 @@ limit often.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, get_args
 
@@ -189,3 +191,15 @@ def batchings(draw: st.DrawFn, records: list[Any]) -> list[tuple[list[Any], int]
             batch = records[a:b]
             out.append((batch, draw(st.integers(0, min(3, len(batch))))))
     return out
+
+
+@contextmanager
+def default_recursion_limit() -> Iterator[None]:
+    """Python's default recursion limit inside a hypothesis test: @given raises the limit, which
+    once hid a RecursionError from "parse never raises"."""
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(1000)
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(old)

@@ -7,9 +7,6 @@ which once hid a RecursionError here)."""
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -27,19 +24,10 @@ from processors.validation import (
 from schemas.identity import find_identity_numbers, fold, scan_view, unescape_json
 from schemas.models import DeathSurvey, UnitEvent
 from streams import failures
+from tests.strategies import default_recursion_limit
 from tests.test_validation import NOW, SURVEY, UNIT_EVENT, survey, survey_key
 
 PNR_DIGITS = "1212121212"
-
-
-@contextmanager
-def default_recursion_limit() -> Iterator[None]:
-    old = sys.getrecursionlimit()
-    sys.setrecursionlimit(1000)
-    try:
-        yield
-    finally:
-        sys.setrecursionlimit(old)
 
 
 def judge(raw: bytes, model: type = DeathSurvey, **kwargs: Any) -> DeadLetter:
