@@ -407,9 +407,7 @@ def _worker_metric(port: int, prefix: str) -> float:
     )
 
 
-def wait_for_worker(
-    s: settings_mod.Settings, sent: int, worker: subprocess.Popen[bytes], log_path: Any
-) -> None:
+def wait_for_worker(s: settings_mod.Settings, sent: int, worker: Any, log_path: Any) -> None:
     """Show the worker working through the backfill; return when every record is accounted for."""
     from tqdm import tqdm
 
@@ -429,6 +427,56 @@ def wait_for_worker(
     time.sleep(3)  # the last aggregation batch
 
 
+class DemoWorker:
+    """The demo's worker process, started again when it stops itself (exit 70: a failure that
+    was not one record's fault, nothing of it committed; streams/failures.py), as systemd or
+    Kubernetes would restart it. Any other exit ends the demo."""
+
+    MAX_RESTARTS = 5
+
+    def __init__(self, log_path: Any) -> None:
+        self.log_path = log_path
+        self.restarts = 0
+        self.proc = self._start()
+
+    def _start(self) -> subprocess.Popen[bytes]:
+        with self.log_path.open("ab") as log_file:
+            return subprocess.Popen(
+                [sys.executable, "-m", "streams.cli", "worker"],
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def poll(self) -> int | None:
+        from streams.failures import EXIT_FATAL
+
+        code = self.proc.poll()
+        if code == EXIT_FATAL and self.restarts < self.MAX_RESTARTS:
+            self.restarts += 1
+            print(
+                f"[demo] the worker stopped itself (exit {code}, see {self.log_path}); "
+                f"restarting it ({self.restarts}/{self.MAX_RESTARTS})",
+                flush=True,
+            )
+            self.proc = self._start()
+            return None
+        return code
+
+    @property
+    def returncode(self) -> int | None:
+        return self.proc.returncode
+
+    def send_signal(self, sig: int) -> None:
+        self.proc.send_signal(sig)
+
+    def wait(self, timeout: float | None = None) -> int:
+        return self.proc.wait(timeout=timeout)
+
+    def kill(self) -> None:
+        self.proc.kill()
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
     """Services up, migrate, topics, worker, backfill, live stream, indicators until stopped."""
     from processors.db import migrate
@@ -444,13 +492,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
     ensure_topics(s)
     log_path = s.state_dir / "worker.log"
     print(f"[demo] starting the worker (log: {log_path})", flush=True)
-    with log_path.open("ab") as log_file:
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "worker"],
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    worker = DemoWorker(log_path)
     try:
         print(f"[demo] backfilling {args.backfill} surveys over 12 months ...", flush=True)
         sent = run_backfill(args.backfill, 12, args.seed)
