@@ -23,6 +23,7 @@ raw input bytes, so downstream stages and tables see exactly what was checked.
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import hashlib
 import hmac
@@ -242,29 +243,73 @@ def redact_text(text: str) -> str:
 _EXPONENT = re.compile(r"(?<![0-9A-Za-z_.])[0-9]+(?:\.[0-9]+)?[eE][-+]?[0-9]+")
 
 
+# Enough of a long payload to decide the kept text: a run of the layout that ends before the
+# cut has all its context within it.
+_HEAD_BYTES = MAX_KEPT_PAYLOAD_CHARS * 4 + 64
+_RUN_TAIL = re.compile(r"[0-9+ -]+\Z")
+
+
+def _readable_as_utf8(payload: bytes) -> bool:
+    """UTF-8 without NUL bytes. Anything else (UTF-16, UTF-32, stray bytes) is not kept as text
+    at all: read as UTF-8 and redacted, it could still be read back in its own encoding with
+    its digits whole (a character like U+2212 becomes bytes that break the run in the UTF-8
+    reading only)."""
+    head = payload[:_HEAD_BYTES]
+    if b"\x00" in head:
+        return False
+    try:
+        codecs.utf_8_decode(head, "strict", len(head) == len(payload))
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _cut(kept: str) -> str:
+    """``kept`` cut to the limit, without a digit run the cut made (13 digits cut to 12 would
+    make one that was none)."""
+    cut = kept[:MAX_KEPT_PAYLOAD_CHARS]
+    if not _RUN_TAIL.search(fold(cut[-64:])):
+        return cut
+    return _RUN_TAIL.sub("", fold(cut))  # folded, as a redacted text is
+
+
+def _not_kept(payload: bytes, text: str) -> dict[str, object]:
+    return {
+        "payload": None,
+        "payload_prefix": _printable_masked(text[:_PREFIX_CHARS]),
+        "payload_bytes": len(payload),
+        "payload_digest": payload_digest(payload),
+        "payload_redacted": True,
+        "payload_truncated": True,
+    }
+
+
+def _printable_masked(text: str) -> str:
+    """Printable ASCII only, every digit masked."""
+    return re.sub(r"[^ -~]", "", _mask_digits(text))
+
+
 def kept_payload(payload: bytes) -> dict[str, object]:
     """The payload fields of a dead letter. The payload is kept as text when it holds nothing
     of the identity-number layout in any form (then it can be replayed as it was), redacted when
-    it does; if the redacted text still held such a run (never seen; checked all the same), only
-    its length, a keyed digest and a prefix with every digit masked are kept."""
-    text = payload.decode("utf-8", errors="replace")
+    it does. Only its length, a keyed digest and a prefix of printable ASCII with every digit
+    masked are kept when it is not UTF-8 (or holds NUL bytes), and when the redacted text still
+    held such a run (never seen; checked all the same)."""
+    head = payload[:_HEAD_BYTES]
+    text = head.decode("utf-8", errors="replace")
+    if not _readable_as_utf8(payload):
+        return _not_kept(payload, text)
     kept = redact_text(text)
     redacted = kept is not text
     if redacted and _holds_candidate(kept):
-        return {
-            "payload": None,
-            "payload_prefix": _mask_digits(kept[:_PREFIX_CHARS]),
-            "payload_bytes": len(payload),
-            "payload_digest": payload_digest(payload),
-            "payload_redacted": True,
-            "payload_truncated": True,
-        }
+        return _not_kept(payload, kept)
+    truncated = len(payload) > len(head) or len(kept) > MAX_KEPT_PAYLOAD_CHARS
     return {
-        "payload": kept[:MAX_KEPT_PAYLOAD_CHARS],
+        "payload": _cut(kept) if truncated else kept,
         "payload_bytes": len(payload),
         "payload_digest": payload_digest(payload),
         "payload_redacted": redacted,
-        "payload_truncated": len(kept) > MAX_KEPT_PAYLOAD_CHARS,
+        "payload_truncated": truncated,
     }
 
 

@@ -46,6 +46,7 @@ from streams.topics import (
     UNIT_EVENTS,
     TopicSpec,
 )
+from tests import test_validation as validation_examples
 from tests.conftest import Isolated, WorkerProcess, wait_for
 from tests.pipeline_helpers import dead_letters, metric, person, read_topic, survey
 
@@ -692,35 +693,8 @@ def test_crafted_surveys_are_dead_letters_and_nothing_identifying_leaks(
 
 
 def unit_event(unit_id: str, **changes: Any) -> dict[str, Any]:
-    record: dict[str, Any] = {
-        "schema_version": 1,
-        "unit_id": unit_id,
-        "event": "upsert",
-        "effective_date": "2024-01-01",
-        "region_code": "09",
-        "municipality_code": "0980",
-        "name": "Specialiserad hemsjukvård Gotland",
-        "kind": "specialised_home_care",
-        "catchment_municipalities": ["0980"],
-        "beds": 0,
-        "hours": "24_7",
-        "accepts_all_diagnoses": True,
-        "accepts_children": True,
-        "max_prognosis_months": None,
-        "written_mandate": True,
-        "staff_fte": {
-            "specialist_physicians": 1.0,
-            "physicians": 0.5,
-            "specialist_nurses": 2.0,
-            "nurses": 6.0,
-            "counsellor": 0.5,
-            "occupational_therapist": 0.5,
-            "physiotherapist": 0.5,
-            "dietitian": 0.2,
-        },
-    }
-    record.update(changes)
-    return record
+    """The validation tests' unit event (one source of example records), under ``unit_id``."""
+    return {**validation_examples.unit_event(unit_id=unit_id), "accepts_children": True, **changes}
 
 
 def official(region: str, month: str, deaths: int, **changes: Any) -> dict[str, Any]:
