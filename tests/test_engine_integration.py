@@ -77,7 +77,7 @@ def test_random_history_on_the_real_pipeline_equals_the_oracle(
     producer.close()
     wait_for(lambda: len(dead_letters(isolated.settings)) == 2, 60, "two dead letters", worker)
     reasons = sorted(d["reason"] for d in dead_letters(isolated.settings))
-    assert reasons == ["duplicate_person", "not_json"]
+    assert reasons == ["duplicate_person", "not_utf8"]
     wait_equal(isolated, want, worker, timeout=30)
 
 

@@ -285,7 +285,7 @@ def _poison(spec: TopicSpec, pnr: str) -> list[tuple[bytes | None, bytes | None,
 
     truncated_key, whole = keyed(_template(spec, f"{name}-trunc"))
     out: list[tuple[bytes | None, bytes | None, str]] = [
-        (f"poison-{name}-1".encode(), b"\xff\xfe not json {", "not_json"),
+        (f"poison-{name}-1".encode(), b"\xff\xfe not json {", "not_utf8"),
         (truncated_key, whole[:-9], "not_json"),
         (f"poison-{name}-3".encode(), b"[1, 2, 3]", "not_an_object"),
         (*keyed(_wrong_types(spec, _template(spec, f"{name}-types"))), "contract_violation"),
