@@ -36,13 +36,17 @@ pytestmark = pytest.mark.integration
 # screen: after its dead letters, before the surveys are sent on; settle: person states written,
 # facts and deltas not; aggregation: deltas applied in memory, not committed (and once inside
 # the loop over a batch's messages); official deaths and structure: before the forward.
+#
+# The stages with few records come first, in runs that commit nothing (a commit interval of an
+# hour): a run that committed their input would leave the next such fault nothing to fire on.
+# The high-volume stages follow with the usual commits, so a restart also resumes part-way.
 BATCH_FAULTS = (
-    "screen:batch:2",
-    "settle_surveys:batch:2",
-    "aggregate_scopes:record:40",
-    "apply_official_deaths:batch:5",
-    "structure-unit:batch:3",
-    "store:batch:2",
+    ("structure-unit:batch:1", "3600"),
+    ("store:batch:1", "3600"),
+    ("apply_official_deaths:batch:2", "3600"),
+    ("screen:batch:2", "2.8"),
+    ("settle_surveys:batch:2", "2.8"),
+    ("aggregate_scopes:record:40", "2.8"),
 )
 # A worker that died without leaving its group holds its partitions until the session times
 # out; the restarts here should not wait Faust's default minute each.
@@ -70,8 +74,15 @@ def order_free(h: History) -> History:
     return History(surveys, surveys, official, [], h.population)
 
 
-def _run_until_it_stops(iso: Isolated, fault: str, log_name: str) -> WorkerProcess:
-    env = {**iso.env, **SESSION, ENV_INJECT: fault}
+def _run_until_it_stops(
+    iso: Isolated, fault: str, commit_interval: str, log_name: str
+) -> WorkerProcess:
+    env = {
+        **iso.env,
+        **SESSION,
+        ENV_INJECT: fault,
+        "PALLIWATCH_COMMIT_INTERVAL_SECONDS": commit_interval,
+    }
     w = WorkerProcess(env, Path(iso.env["PALLIWATCH_STATE_DIR"]) / log_name)
     try:
         w.proc.wait(timeout=180)
@@ -92,8 +103,8 @@ def test_a_fault_outside_one_record_stops_the_worker_and_loses_nothing(
 ) -> None:
     h = random_history(seed=23, n_surveys=900, as_of=TEST_AS_OF)
     send_history(isolated, h)
-    for i, fault in enumerate(BATCH_FAULTS):
-        _run_until_it_stops(isolated, fault, f"worker-fault-{i}.log")
+    for i, (fault, commit_interval) in enumerate(BATCH_FAULTS):
+        _run_until_it_stops(isolated, fault, commit_interval, f"worker-fault-{i}.log")
     clean = WorkerProcess(
         {**isolated.env, **SESSION}, Path(isolated.env["PALLIWATCH_STATE_DIR"]) / "clean.log"
     )
