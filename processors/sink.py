@@ -23,6 +23,7 @@ import psycopg
 from processors import metrics
 from processors.core import IndicatorValue
 from processors.db import redact_url
+from schemas.identity import redact
 
 log = logging.getLogger(__name__)
 
@@ -273,8 +274,6 @@ class Sink:
                 kind = error_kind(e)
                 metrics.DATABASE_ERRORS.labels(kind).inc()
                 if kind == "rejected":
-                    from schemas.identity import redact
-
                     detail = e.diag.message_primary or str(e)
                     raise RowsRejected(
                         f"{type(e).__name__} ({e.sqlstate}): {redact(detail)[:300]}"

@@ -38,6 +38,7 @@ import orjson
 from pydantic import BaseModel, ValidationError
 
 from schemas.identity import (
+    EXPONENT_NUMBER,
     JSON_STRING,
     MAX_CANDIDATES,
     exponent_values,
@@ -191,10 +192,6 @@ def payload_digest(payload: bytes) -> str:
     return hmac.new(_DIGEST_KEY, payload, hashlib.sha256).hexdigest().translate(_LETTER_HEX)
 
 
-def _mask_digits(text: str) -> str:
-    return re.sub(r"[0-9]", "#", fold(text))
-
-
 _PSEUDONYM_VALUE = re.compile(r'"person_ref"[ \t\n\r]*:[ \t\n\r]*("[0-9a-f]{64}")')
 
 
@@ -225,10 +222,13 @@ def redact_text(text: str) -> str:
     """``text`` as a dead letter may keep it: unchanged when no form of it (escapes resolved,
     Unicode folded, exponent numbers as integers) holds a run of the identity-number layout;
     else that view with every such run replaced by [REDACTED]. Never raises, never recurses."""
-    view = fold(unescape_json(text))
-    exponent_hit = has_candidate(exponent_values(fold(text)))
+    folded = fold(text)
+    unescaped = unescape_json(text)
+    view = folded if unescaped is text else fold(unescaped)
+    exponent_hit = has_candidate(exponent_values(folded))
     spot = _exempt_pseudonym(view)
-    if not has_candidate(_without_pseudonym(view)) and not exponent_hit:
+    probe = view if spot is None else view[: spot[0]] + view[spot[1] :]
+    if not has_candidate(probe) and not exponent_hit:
         return text
     if spot is None:
         kept = redact_folded(view)
@@ -236,11 +236,8 @@ def redact_text(text: str) -> str:
         start, end = spot
         kept = redact_folded(view[:start]) + view[start:end] + redact_folded(view[end:])
     if exponent_hit:
-        kept = _EXPONENT.sub(REDACTED, kept)
+        kept = EXPONENT_NUMBER.sub(REDACTED, kept)
     return kept
-
-
-_EXPONENT = re.compile(r"(?<![0-9A-Za-z_.])[0-9]+(?:\.[0-9]+)?[eE][-+]?[0-9]+")
 
 
 # Enough of a long payload to decide the kept text: a run of the layout that ends before the
@@ -249,16 +246,15 @@ _HEAD_BYTES = MAX_KEPT_PAYLOAD_CHARS * 4 + 64
 _RUN_TAIL = re.compile(r"[0-9+ -]+\Z")
 
 
-def _readable_as_utf8(payload: bytes) -> bool:
+def _readable_as_utf8(head: bytes, whole: bool) -> bool:
     """UTF-8 without NUL bytes. Anything else (UTF-16, UTF-32, stray bytes) is not kept as text
     at all: read as UTF-8 and redacted, it could still be read back in its own encoding with
     its digits whole (a character like U+2212 becomes bytes that break the run in the UTF-8
-    reading only)."""
-    head = payload[:_HEAD_BYTES]
+    reading only). ``head``: the payload's first _HEAD_BYTES; ``whole``: nothing follows."""
     if b"\x00" in head:
         return False
     try:
-        codecs.utf_8_decode(head, "strict", len(head) == len(payload))
+        codecs.utf_8_decode(head, "strict", whole)
     except UnicodeDecodeError:
         return False
     return True
@@ -285,8 +281,8 @@ def _not_kept(payload: bytes, text: str) -> dict[str, object]:
 
 
 def _printable_masked(text: str) -> str:
-    """Printable ASCII only, every digit masked."""
-    return re.sub(r"[^ -~]", "", _mask_digits(text))
+    """Printable ASCII only, every digit (of any script: folded first) masked."""
+    return re.sub(r"[^ -~]", "", re.sub(r"[0-9]", "#", fold(text)))
 
 
 def kept_payload(payload: bytes) -> dict[str, object]:
@@ -297,7 +293,7 @@ def kept_payload(payload: bytes) -> dict[str, object]:
     held such a run (never seen; checked all the same)."""
     head = payload[:_HEAD_BYTES]
     text = head.decode("utf-8", errors="replace")
-    if not _readable_as_utf8(payload):
+    if not _readable_as_utf8(head, len(head) == len(payload)):
         return _not_kept(payload, text)
     kept = redact_text(text)
     redacted = kept is not text

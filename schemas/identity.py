@@ -176,7 +176,7 @@ def unescape_json(text: str) -> str:
 # numbers written so are scanned too (strings are taken out first: "670265e4" inside a hex
 # digest is no number). The look-behind starts a match only at the start of a number: inside a
 # long digit run every position fails at once, so the scan stays linear.
-_EXPONENT_NUMBER = re.compile(r"(?<![0-9A-Za-z_.])[0-9]+(?:\.[0-9]+)?[eE][-+]?[0-9]+")
+EXPONENT_NUMBER = re.compile(r"(?<![0-9A-Za-z_.])[0-9]+(?:\.[0-9]+)?[eE][-+]?[0-9]+")
 # Strings of a JSON text, each matched whole from its opening quote (in valid JSON no quote
 # occurs outside strings, so the matches stay aligned; in broken JSON an unclosed string stays).
 # Possessive, and an unclosed string runs to the end: a match from any quote succeeds without
@@ -190,7 +190,7 @@ def exponent_values(text: str) -> str:
     if "e" not in text and "E" not in text:
         return ""
     values = []
-    for m in _EXPONENT_NUMBER.finditer(JSON_STRING.sub('""', text)):
+    for m in EXPONENT_NUMBER.finditer(JSON_STRING.sub('""', text)):
         try:
             number = float(m.group())
         except (OverflowError, ValueError):
@@ -203,8 +203,10 @@ def exponent_values(text: str) -> str:
 def scan_view(text: str) -> str:
     """What the identity scan reads of a raw (JSON) text: escapes resolved, folded, and the
     integer values of numbers written with exponents appended."""
-    view = fold(unescape_json(text))
-    extra = exponent_values(fold(text))
+    folded = fold(text)
+    unescaped = unescape_json(text)
+    view = folded if unescaped is text else fold(unescaped)
+    extra = exponent_values(folded)
     return f"{view} {extra}" if extra else view
 
 

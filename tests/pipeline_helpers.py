@@ -8,6 +8,8 @@ from typing import Any
 
 import orjson
 from kafka import KafkaConsumer, TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
 
 from streams.settings import Settings
 from streams.topics import DEAD_LETTER
@@ -53,20 +55,25 @@ def dead_letters(settings: Settings) -> list[dict[str, Any]]:
     return [orjson.loads(r.value) for r in read_topic(settings, settings.topic(DEAD_LETTER))]
 
 
-def metric(settings: Settings, name: str) -> float:
-    """Sum of a Prometheus counter (all label sets) from the worker's /metrics."""
+def metric_samples(settings: Settings) -> list[Sample] | None:
+    """Every sample the worker's /metrics serves (prometheus_client's parser); None while the
+    worker does not answer."""
     try:
         with urllib.request.urlopen(
             f"http://127.0.0.1:{settings.web_port}/metrics", timeout=2
         ) as r:
             text = r.read().decode()
     except OSError:
+        return None
+    return [s for family in text_string_to_metric_families(text) for s in family.samples]
+
+
+def metric(settings: Settings, name: str) -> float:
+    """Sum of a Prometheus counter (all label sets) from the worker's /metrics."""
+    samples = metric_samples(settings)
+    if samples is None:
         return -1.0
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith(name + "{") or line.startswith(name + " "):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
+    return sum(s.value for s in samples if s.name == name)
 
 
 def person(tag: str) -> str:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import re
 import time
-import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -48,7 +47,7 @@ from streams.topics import (
 )
 from tests import test_validation as validation_examples
 from tests.conftest import Isolated, WorkerProcess, wait_for
-from tests.pipeline_helpers import dead_letters, metric, person, read_topic, survey
+from tests.pipeline_helpers import dead_letters, metric, metric_samples, person, read_topic, survey
 
 pytestmark = pytest.mark.integration
 
@@ -433,21 +432,13 @@ def produce(settings: Settings, records: list[Record]) -> dict[tuple[str, int, i
 
 def metrics_by_topic(settings: Settings) -> dict[tuple[str, str], float] | None:
     """(metric name, topic label) -> value summed over the other labels; None while down."""
-    try:
-        with urllib.request.urlopen(
-            f"http://127.0.0.1:{settings.web_port}/metrics", timeout=2
-        ) as r:
-            text = r.read().decode()
-    except OSError:
+    samples = metric_samples(settings)
+    if samples is None:
         return None
     out: Counter[tuple[str, str]] = Counter()
-    for line in text.splitlines():
-        m = re.match(r"^(palliwatch_[a-z_]+)\{(.*)\} (\S+)$", line)
-        if m is None:
-            continue
-        topic = re.search(r'topic="([^"]*)"', m.group(2))
-        if topic is not None:
-            out[(m.group(1), topic.group(1))] += float(m.group(3))
+    for sample in samples:
+        if sample.name.startswith("palliwatch_") and "topic" in sample.labels:
+            out[(sample.name, sample.labels["topic"])] += sample.value
     return dict(out)
 
 
