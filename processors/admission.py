@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from processors.catalogue import Catalogue
+from processors.engine import RecordKeyFn
 from processors.revisions import HISTORY, Delta, apply_revision
 
 APPLIED = "applied"
@@ -45,7 +46,14 @@ class Admission:
     holder: str | None = None
 
 
-def admit(state: dict[str, Any] | None, position: int, survey: Any, cat: Catalogue) -> Admission:
+def admit(
+    state: dict[str, Any] | None,
+    position: int,
+    survey: Any,
+    cat: Catalogue,
+    record_keys: RecordKeyFn,
+) -> Admission:
+    """``record_keys``: person_ref -> record key (processors/disclosure.RecordKeys)."""
     sid = survey.survey_id
     surveys: dict[str, Any] = state["rs"] if state else {}
     admitted: list[int] = state["adm"] if state else []
@@ -53,7 +61,7 @@ def admit(state: dict[str, Any] | None, position: int, survey: Any, cat: Catalog
     if position in admitted:
         # Its forward and deltas may have been lost with the crash; downstream ignores them if
         # they were not (the same positions).
-        _, deltas, _ = apply_revision(surveys.get(sid), position, survey, cat)
+        _, deltas, _ = apply_revision(surveys.get(sid), position, survey, cat, record_keys)
         return Admission(REDELIVERED, deltas=deltas)
     for seen, holder in duplicates:
         if seen == position:  # redelivered: the same verdict as the first time
@@ -66,7 +74,7 @@ def admit(state: dict[str, Any] | None, position: int, survey: Any, cat: Catalog
     history = surveys.get(sid, {}).get("h")
     if history and survey.revision <= history[-1][1]:
         return Admission(STALE)
-    revision_state, deltas, _ = apply_revision(surveys.get(sid), position, survey, cat)
+    revision_state, deltas, _ = apply_revision(surveys.get(sid), position, survey, cat, record_keys)
     assert revision_state is not None
     new_state = {
         "sid": sid,

@@ -83,6 +83,28 @@ class IndicatorValue:
     breakdown: str = "all"
     period_complete: bool = False
     nowcast: float | None = None
+    # The public layer's figures (processors/disclosure.py): perturbed counts, the share and
+    # interval computed from them. Rows the public layer does not hold stay suppressed here.
+    pub_value: float | None = None
+    pub_numerator: float | None = None
+    pub_denominator: float | None = None
+    pub_n: int | None = None
+    pub_ci_low: float | None = None
+    pub_ci_high: float | None = None
+    pub_suppressed: bool = True
+
+    def set_public(self, figures: tuple[Any, ...]) -> IndicatorValue:
+        """Set the public figures from (value, numerator, denominator, n, ci_low, ci_high,
+        suppressed), as processors/disclosure.py computes them."""
+        (self.pub_value, self.pub_numerator, self.pub_denominator, self.pub_n,
+         self.pub_ci_low, self.pub_ci_high, self.pub_suppressed) = figures  # fmt: skip
+        return self
+
+    def public_as_exact(self) -> IndicatorValue:
+        """Figures that count no persons (beds, staff, need from official deaths) are public
+        as they are."""
+        return self.set_public((self.value, self.numerator, self.denominator, self.n,
+                                self.ci_low, self.ci_high, self.suppressed))  # fmt: skip
 
     @property
     def key(self) -> tuple[str, str, str, str, str, date]:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import psycopg
 
+from processors import access
 from streams.settings import REPO_ROOT, Settings
 
 MIGRATIONS_DIR = REPO_ROOT / "deploy" / "migrations"
@@ -62,6 +63,7 @@ def migrate(settings: Settings, directory: Path = MIGRATIONS_DIR) -> list[str]:
         try:
             _migrate_locked(conn, directory, applied_now)
             seed_reference_data(conn)
+            access.apply(conn)
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (_MIGRATION_LOCK,))
     return applied_now

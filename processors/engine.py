@@ -13,7 +13,7 @@ subtracts the old contribution and adds the new one; a withdrawal only subtracts
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
 from functools import lru_cache
@@ -36,10 +36,19 @@ from processors.core import (
     month_last_day,
     wilson_interval,
 )
+from processors.disclosure import (
+    METHOD,
+    SUPPRESSED,
+    public_coverage,
+    public_received,
+    public_share,
+    public_unmet_share,
+)
 from schemas.codes import municipalities, municipalities_by_region, regions
 
 NATION = "SE"
 Vector = list[int]
+RecordKeyFn = Callable[[str], int]
 
 
 # ---- contributions ----------------------------------------------------------------------------
@@ -55,18 +64,22 @@ class Contribution:
     cells: tuple[str, ...]  # one breakdown label per dimension
     vector: tuple[int, ...]
     delay: int  # registration delay in days
+    key: int  # the record key (processors/disclosure.py): summed beside every counter
 
     def to_wire(self) -> list[Any]:
         return [self.region, self.municipality, self.day, list(self.cells), list(self.vector),
-                self.delay]  # fmt: skip
+                self.delay, self.key]  # fmt: skip
 
     @classmethod
     def from_wire(cls, w: list[Any]) -> Contribution:
-        return cls(w[0], w[1], w[2], tuple(w[3]), tuple(w[4]), int(w[5]))
+        return cls(w[0], w[1], w[2], tuple(w[3]), tuple(w[4]), int(w[5]), int(w[6]))
 
 
-def contribution(survey: Any, registration_date: date, cat: Catalogue) -> Contribution | None:
-    """A survey revision's contribution; a withdrawn revision contributes nothing."""
+def contribution(
+    survey: Any, registration_date: date, cat: Catalogue, record_keys: RecordKeyFn
+) -> Contribution | None:
+    """A survey revision's contribution; a withdrawn revision contributes nothing.
+    ``record_keys``: person_ref -> record key (processors/disclosure.RecordKeys)."""
     if survey.status == "withdrawn":
         return None
     names = cat.counters()
@@ -78,22 +91,26 @@ def contribution(survey: Any, registration_date: date, cat: Catalogue) -> Contri
         cat.cells(survey),
         tuple(vec.get(n, 0) for n in names),
         max(0, (registration_date - survey.date_of_death).days),
+        record_keys(survey.person_ref),
     )
 
 
 def catalogue_fingerprint(cat: Catalogue) -> str:
     """Identifies the counter layout state was built with: a catalogue edit needs a replay."""
-    return hashlib.sha256("|".join(cat.counters()).encode()).hexdigest()[:12]
+    layout = "|".join(cat.counters()) + "|keys:" + METHOD
+    return hashlib.sha256(layout.encode()).hexdigest()[:12]
 
 
 # ---- scope-month state ------------------------------------------------------------------------
 
 
 def new_scope_month() -> dict[str, Any]:
-    """cells: label -> vector (month grain, "all" included); days: DD -> vector (totals, only
-    for scope types with daily windows); delays: days -> registered count; official: region ->
-    deaths; sub: municipality -> scope-month (in a region's state); src: source partition ->
-    highest delta position applied (redelivery guard)."""
+    """cells: label -> vector (month grain, "all" included): the counters, then the key sum of
+    each counter (processors/disclosure.py); days: DD -> vector of counters only (totals, only
+    for scope types with daily windows, which the public layer does not hold); delays: days ->
+    registered count; official: region -> deaths; sub: municipality -> scope-month (in a
+    region's state); src: source partition -> highest delta position applied (redelivery
+    guard)."""
     return {"cells": {}, "days": {}, "delays": {}, "official": {}, "sub": {}, "src": {}}
 
 
@@ -130,15 +147,17 @@ def _add_sparse(
 def apply_contribution(
     sm: dict[str, Any], c: Contribution, sign: int, layout: Layout, width: int
 ) -> None:
-    """Add (sign=+1) or subtract (-1) a contribution to one scope's month state."""
+    """Add (sign=+1) or subtract (-1) a contribution to one scope's month state (``width``:
+    the number of counters)."""
     # A survey counts towards a handful of the counters: only those are touched, in every
     # vector the contribution reaches (the hot loop of the aggregation).
     changes = [(i, sign * x) for i, x in enumerate(c.vector) if x]
+    keyed = changes + [(width + i, d * c.key) for i, d in changes]
     cells = sm["cells"]
-    _add_sparse(cells, TOTAL, changes, width)
+    _add_sparse(cells, TOTAL, keyed, 2 * width)
     if layout.breakdowns:
         for label in c.cells:
-            _add_sparse(cells, label, changes, width)
+            _add_sparse(cells, label, keyed, 2 * width)
     if layout.days:
         _add_sparse(sm["days"], c.day[8:10], changes, width)
     if c.vector[0]:  # registered: its delay feeds the nowcast
@@ -485,6 +504,7 @@ def evaluate_scope(
             complete = (as_of - end).days > window
             for ind, ni, di, _ in shares[ptype]:
                 num, den = hi[ni] - lo[ni], hi[di] - lo[di]
+                # Daily windows are exact-layer only: no public figures.
                 out.append(_share(ind, scope, TOTAL, ptype, start, end, num, den, complete))
 
     cdf: list[float] | None = None
@@ -515,13 +535,14 @@ def evaluate_scope(
         for ind, ni, di, dims in shares_here:
             for label, vec in labels.items():
                 if label == TOTAL or label.split(":", 1)[0] in dims:
-                    out.append(
-                        _share(ind, scope, label, ptype, start, end, vec[ni], vec[di], complete)
-                    )
+                    row = _share(ind, scope, label, ptype, start, end, vec[ni], vec[di], complete)
+                    row.set_public(public_share(vec[ni], vec[di], vec[width + ni],
+                                                vec[width + di], ind.min_n))  # fmt: skip
+                    out.append(row)
         if not officials_here:
             continue
         official = sum(view.official(m) for m in months)
-        total = labels.get(TOTAL, [0] * width)
+        total = labels.get(TOTAL, [0] * (2 * width))
         for ind in officials_here:
             if ind.kind == "coverage" and not cdf_done:
                 cdf, cdf_done = delay_distribution(view, as_of, cat), True
@@ -566,13 +587,18 @@ def _official_row(
     view: ScopeView,
     cdf: list[float] | None,
 ) -> IndicatorValue:
+    width = len(index)
     need = cat.need_share * official
-    received = total[index[f"pop.{ind.population}"]] if ind.population else 0
+    pop = index[f"pop.{ind.population}"] if ind.population else None
+    received = total[pop] if pop is not None else 0
+    received_key = total[width + pop] if pop is not None else 0
     unmet = need - received
     small_received = 0 < received < ind.min_n
     kw: dict[str, Any]
     if ind.kind == "coverage":
         registered = total[index["registered"]]
+        public = public_coverage(registered, total[width + index["registered"]], official,
+                                 ind.min_n)  # fmt: skip
         complete = (as_of - period[1]).days > cat.registration_window_days
         nowcast = None if complete else _nowcast(view, period_months(*period), as_of, official, cdf)
         kw = dict(
@@ -580,20 +606,28 @@ def _official_row(
             n=official, suppressed=official < ind.min_n,
             interval=_interval(registered, official), nowcast=nowcast,
         )  # fmt: skip
-    elif ind.kind == "need":
+        return _row(ind, scope, TOTAL, period, as_of, cat, **kw).set_public(public)
+    if ind.kind == "need":  # from official deaths, public already
         kw = dict(value=need, numerator=need, denominator=None, n=None, suppressed=False)
-    elif ind.kind == "received":
+        return _row(ind, scope, TOTAL, period, as_of, cat, **kw).public_as_exact()
+    p_received = public_received(received, received_key, ind.min_n)
+    if ind.kind == "received":
         kw = dict(value=received, numerator=received, denominator=None, n=None,
                   suppressed=small_received)  # fmt: skip
+        public = SUPPRESSED if p_received is None else (
+            float(p_received), float(p_received), None, None, None, None, False)  # fmt: skip
     elif ind.kind == "unmet":
         kw = dict(value=unmet, numerator=unmet, denominator=None, n=None,
                   suppressed=small_received)  # fmt: skip
+        public = SUPPRESSED if p_received is None else (
+            need - p_received, need - p_received, None, None, None, None, False)  # fmt: skip
     else:  # unmet_share
         kw = dict(
             value=_ratio(unmet, need), numerator=unmet, denominator=need, n=official,
             suppressed=small_received or official < ind.min_n, interval=_interval(unmet, need),
         )  # fmt: skip
-    return _row(ind, scope, TOTAL, period, as_of, cat, **kw)
+        public = public_unmet_share(need, p_received, official, ind.min_n)
+    return _row(ind, scope, TOTAL, period, as_of, cat, **kw).set_public(public)
 
 
 # ---- structure --------------------------------------------------------------------------------
@@ -691,7 +725,7 @@ def evaluate_structure(
                         ind, (stype, code), TOTAL, period, as_of, cat,
                         value=None if pop == 0 else num / pop * 100_000, numerator=num,
                         denominator=pop, n=None, suppressed=False, complete=complete,
-                    ))  # fmt: skip
+                    ).public_as_exact())  # fmt: skip
             else:
                 covered: set[str] = set()
                 for u in chosen:
@@ -709,7 +743,7 @@ def evaluate_structure(
                         ind, (stype, code), TOTAL, period, as_of, cat,
                         value=num / len(members), numerator=num, denominator=len(members),
                         n=None, suppressed=False, complete=complete,
-                    ))  # fmt: skip
+                    ).public_as_exact())  # fmt: skip
     return out
 
 

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
@@ -63,6 +63,13 @@ from processors.core import (
     month_last_day,
     wilson_interval,
 )
+from processors.disclosure import (
+    SUPPRESSED,
+    public_coverage,
+    public_received,
+    public_share,
+    public_unmet_share,
+)
 from schemas.codes import municipalities, municipalities_by_region, regions
 from schemas.models import DeathSurvey, OfficialDeaths, Population, UnitEvent
 
@@ -72,6 +79,7 @@ CellKey = tuple[str, str, str]  # (scope_type, scope_code, breakdown label)
 Period = tuple[date, date]  # (period_start, period_end)
 
 NATION = "SE"
+KEY = "#key"  # suffix of a counter's key sum
 
 
 # ---- small date helpers ---------------------------------------------------------------------
@@ -161,7 +169,9 @@ def _scopes_of(s: DeathSurvey) -> list[Scope]:
 class _SurveyData:
     """Current contributions and touches of the surveys, by (scope, cell) and day."""
 
-    def __init__(self, surveys: Iterable[DeathSurvey], cat: Catalogue) -> None:
+    def __init__(
+        self, surveys: Iterable[DeathSurvey], cat: Catalogue, record_keys: Callable[[str], int]
+    ) -> None:
         self.cat = cat
         active, touching = _replay(surveys)
         self.active = active
@@ -176,6 +186,9 @@ class _SurveyData:
         by_day: dict[CellKey, dict[date, Counter[str]]] = defaultdict(lambda: defaultdict(Counter))
         for s, _reg in active:
             vec = cat.survey_vector(s)
+            # Beside each counter, the sum of the record keys it counts (the Cell Key Method).
+            k = record_keys(s.person_ref)
+            vec.update({name + KEY: k * x for name, x in list(vec.items())})
             for st, code in _scopes_of(s):
                 for cell in self._cells(s):
                     by_day[(st, code, cell)][s.date_of_death].update(vec)
@@ -279,10 +292,11 @@ class _Oracle:
         population: Iterable[Population],
         as_of: date,
         cat: Catalogue,
+        record_keys: Callable[[str], int],
     ) -> None:
         self.cat = cat
         self.as_of = as_of
-        self.data = _SurveyData(surveys, cat)
+        self.data = _SurveyData(surveys, cat, record_keys)
         self.official: dict[tuple[str, str], int] = {}
         for o in official:  # a later record for the same (region, month) replaces
             self.official[(o.region_code, o.month)] = o.deaths
@@ -344,7 +358,7 @@ class _Oracle:
         sums = self.data.total(key, period_type, period)
         num = sums[ind.num_counter]
         den = sums[ind.den_counter]
-        return _row(
+        row = _row(
             ind,
             (key[0], key[1]),
             key[2],
@@ -358,6 +372,10 @@ class _Oracle:
             complete=self.complete(period[1]),
             ci=wilson_interval(num, den),
         )
+        if period_type in ROLLING_DAYS:
+            return row  # daily windows: the exact layer only
+        keys = sums[ind.num_counter + KEY], sums[ind.den_counter + KEY]
+        return row.set_public(public_share(num, den, *keys, ind.min_n))
 
     # ---- official-deaths family -------------------------------------------------------------
 
@@ -416,15 +434,17 @@ class _Oracle:
                 ci=wilson_interval(registered, deaths) if registered <= deaths else None,
                 nowcast=nowcast,
                 **common,
-            )  # fmt: skip
+            ).set_public(public_coverage(registered, sums["registered" + KEY], deaths,
+                                         ind.min_n))  # fmt: skip
         need = cat.need_share * float(deaths)
         if ind.kind == "need":
             return _row(
                 ind, scope, TOTAL, period_type, period,
                 value=need, numerator=need, denominator=None, n=None, suppressed=False, **common,
-            )  # fmt: skip
+            ).public_as_exact()  # fmt: skip
         assert ind.population is not None
         received = sums[f"pop.{ind.population}"]
+        p_received = public_received(received, sums[f"pop.{ind.population}" + KEY], ind.min_n)
         # Complementary suppression: need − unmet would reveal received.
         small_received = 0 < received < ind.min_n
         if ind.kind == "received":
@@ -432,14 +452,16 @@ class _Oracle:
                 ind, scope, TOTAL, period_type, period,
                 value=float(received), numerator=float(received), denominator=None, n=None,
                 suppressed=small_received, **common,
-            )  # fmt: skip
+            ).set_public(SUPPRESSED if p_received is None else (
+                float(p_received), float(p_received), None, None, None, None, False))  # fmt: skip
         unmet = need - received
         if ind.kind == "unmet":
             return _row(
                 ind, scope, TOTAL, period_type, period,
                 value=unmet, numerator=unmet, denominator=None, n=None,
                 suppressed=small_received, **common,
-            )  # fmt: skip
+            ).set_public(SUPPRESSED if p_received is None else (
+                need - p_received, need - p_received, None, None, None, None, False))  # fmt: skip
         assert ind.kind == "unmet_share", ind.kind
         return _row(
             ind, scope, TOTAL, period_type, period,
@@ -450,7 +472,7 @@ class _Oracle:
             suppressed=small_received or deaths < ind.min_n,
             ci=wilson_interval(unmet, need) if 0 <= unmet <= need else None,
             **common,
-        )  # fmt: skip
+        ).set_public(public_unmet_share(need, p_received, deaths, ind.min_n))  # fmt: skip
 
     # ---- nowcast ----------------------------------------------------------------------------
 
@@ -604,13 +626,20 @@ def oracle(
     population: Iterable[Population],
     as_of: date,
     catalogue: Catalogue | None = None,
+    *,
+    record_keys: Callable[[str], int],
 ) -> dict[Key, IndicatorValue]:
     """Every indicator row, keyed by IndicatorValue.key, recomputed from the raw history.
 
-    Each input is in arrival order. ``as_of`` is the evaluation date.
+    Each input is in arrival order. ``as_of`` is the evaluation date. ``record_keys``: the
+    deployment's person_ref -> record key (processors/disclosure.RecordKeys).
     """
-    o = _Oracle(surveys, official, units, population, as_of, catalogue or default_catalogue())
+    cat = catalogue or default_catalogue()
+    o = _Oracle(surveys, official, units, population, as_of, cat, record_keys)
     o.shares()
     o.officials()
     o.structurals()
+    for row in o.rows.values():
+        if cat.indicators[row.indicator_id].kind in STRUCTURAL_KINDS:
+            row.public_as_exact()  # beds, staff and coverage of municipalities: no persons
     return o.rows

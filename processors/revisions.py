@@ -14,7 +14,7 @@ from datetime import date
 from typing import Any
 
 from processors.catalogue import Catalogue
-from processors.engine import Contribution, contribution
+from processors.engine import Contribution, RecordKeyFn, contribution
 
 # Redeliveries replay from the last committed offset, a handful of records back at most per
 # survey: the history only needs to reach that far.
@@ -50,7 +50,7 @@ def _contribution_at(history: list[list[Any]], i: int) -> Contribution | None:
 
 
 def apply_revision(
-    state: dict[str, Any] | None, offset: int, survey: Any, cat: Catalogue
+    state: dict[str, Any] | None, offset: int, survey: Any, cat: Catalogue, record_keys: RecordKeyFn
 ) -> tuple[dict[str, Any] | None, list[Delta], str]:
     """(new state or None when unchanged, deltas to send, outcome).
 
@@ -65,7 +65,7 @@ def apply_revision(
     if history and survey.revision <= history[-1][1]:
         return None, [], "superseded"
     registered = date.fromisoformat(state["reg"]) if state else survey.submitted_at.date()
-    new = contribution(survey, registered, cat)
+    new = contribution(survey, registered, cat, record_keys)
     old = _contribution_at(history, len(history) - 1)
     entries = [*history, [offset, survey.revision, None if new is None else new.to_wire()]]
     dropped = entries[:-HISTORY]

@@ -14,7 +14,7 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
@@ -69,7 +69,8 @@ INDICATORS = UpsertSpec(
     (
         "indicator_id", "scope_type", "scope_code", "breakdown", "period_type", "period_start",
         "period_end", "value", "numerator", "denominator", "n", "suppressed", "ci_low",
-        "ci_high", "period_complete", "nowcast", "computed_at",
+        "ci_high", "period_complete", "nowcast", "pub_value", "pub_numerator",
+        "pub_denominator", "pub_n", "pub_ci_low", "pub_ci_high", "pub_suppressed", "computed_at",
     ),
     key=("indicator_id", "scope_type", "scope_code", "breakdown", "period_type", "period_end"),
     ignore_for_change=("computed_at",),
@@ -146,7 +147,8 @@ def indicator_row(v: IndicatorValue, computed_at: datetime) -> tuple[object, ...
     return (
         v.indicator_id, v.scope_type, v.scope_code, v.breakdown, v.period_type, v.period_start,
         v.period_end, v.value, v.numerator, v.denominator, v.n, v.suppressed, v.ci_low,
-        v.ci_high, v.period_complete, v.nowcast, computed_at,
+        v.ci_high, v.period_complete, v.nowcast, v.pub_value, v.pub_numerator,
+        v.pub_denominator, v.pub_n, v.pub_ci_low, v.pub_ci_high, v.pub_suppressed, computed_at,
     )  # fmt: skip
 
 
@@ -203,8 +205,11 @@ class Sink:
         max_backoff_s: float = 10.0,
         give_up_after_s: float = 600.0,
         statement_timeout_s: float = 120.0,
+        record_keys: Callable[[str], int] | None = None,
     ) -> None:
         self._url = database_url
+        # Surveys' arrival rows carry their record key (the public arrivals are perturbed).
+        self._record_keys = record_keys
         self._conn: psycopg.AsyncConnection | None = None
         self._max_backoff_s = max_backoff_s
         self._give_up_after_s = give_up_after_s
@@ -237,7 +242,7 @@ class Sink:
         """Store validated records' fact rows in one transaction. When the database refuses
         the batch, each record is written alone to find the ones it refuses; returns those
         (index, redacted error), the rest are durable."""
-        rows = FactRows()
+        rows = FactRows(self._record_keys)
         for record in records:
             rows.add(record)
         try:
@@ -247,7 +252,7 @@ class Sink:
             pass
         rejected: list[tuple[int, str]] = []
         for i, record in enumerate(records):
-            one = FactRows()
+            one = FactRows(self._record_keys)
             one.add(record)
             try:
                 await self.write(one.batches())
@@ -323,7 +328,7 @@ SURVEYS = UpsertSpec(
 )  # fmt: skip
 SURVEY_ARRIVALS = UpsertSpec(
     "survey_arrivals",
-    ("submitted_at", "region_code", "survey_id", "revision"),
+    ("submitted_at", "region_code", "survey_id", "revision", "record_key"),
     key=("survey_id", "revision", "submitted_at"),
     do_nothing=True,
 )
@@ -349,25 +354,31 @@ TARGETS = UpsertSpec(
 class FactRows:
     """Validated records' fact rows, grouped by table for one ``Sink.write``."""
 
-    def __init__(self) -> None:
+    def __init__(self, record_keys: Callable[[str], int] | None = None) -> None:
         self._by_table: dict[str, tuple[UpsertSpec, list[tuple[object, ...]]]] = {}
+        self._record_keys = record_keys
 
     def add(self, model: object) -> None:
-        for upsert, row in fact_rows(model):
+        for upsert, row in fact_rows(model, self._record_keys):
             self._by_table.setdefault(upsert.table, (upsert, []))[1].append(row)
 
     def batches(self) -> list[tuple[UpsertSpec, list[tuple[object, ...]]]]:
         return list(self._by_table.values())
 
 
-def fact_rows(model: object) -> list[tuple[UpsertSpec, tuple[object, ...]]]:
-    """The rows a validated contract record becomes (pure; no database)."""
+def fact_rows(
+    model: object, record_keys: Callable[[str], int] | None = None
+) -> list[tuple[UpsertSpec, tuple[object, ...]]]:
+    """The rows a validated contract record becomes (pure; no database). A survey needs
+    ``record_keys`` (person_ref -> record key): its arrival row carries the key."""
     from psycopg.types.json import Jsonb
 
     from schemas.models import DeathSurvey, Population, Target, UnitEvent
 
     if isinstance(model, DeathSurvey):
         s = model
+        if record_keys is None:
+            raise TypeError("a survey's fact rows need its record key: pass record_keys")
         return [
             (
                 SURVEYS,
@@ -378,7 +389,8 @@ def fact_rows(model: object) -> list[tuple[UpsertSpec, tuple[object, ...]]]:
                     s.care_setting, s.palliative_consult, Jsonb(s.measures.model_dump()),
                 ),
             ),
-            (SURVEY_ARRIVALS, (s.submitted_at, s.region_code, s.survey_id, s.revision)),
+            (SURVEY_ARRIVALS,
+             (s.submitted_at, s.region_code, s.survey_id, s.revision, record_keys(s.person_ref))),
         ]  # fmt: skip
     if isinstance(model, UnitEvent):
         u = model

@@ -90,6 +90,10 @@ SCOPE_BATCH = 5000
 # backfill rate unchanged (README, Benchmarks).
 BATCH_WITHIN_S = 0.05
 
+# person_ref -> record key (the Cell Key Method's secret): read once, before any record; a
+# deployment without a secret stops here with the line that says what to set.
+RECORD_KEYS = settings.record_keys()
+
 app = faust.App(
     settings.app_id,
     broker=settings.faust_broker,
@@ -330,7 +334,9 @@ async def settle_surveys(stream: Any) -> None:
                     person = survey.person_ref.encode()
                     stored = people.get(person)
                     state = None if stored is None else person_state.unpack(stored)
-                    result = admit(state, offset * MAX_PER_MESSAGE + index, survey, cat)
+                    result = admit(
+                        state, offset * MAX_PER_MESSAGE + index, survey, cat, RECORD_KEYS
+                    )
                     wires = [delta.to_wire(partition) for delta in result.deltas]
                     packed = None if result.state is None else person_state.pack(result.state)
                 except Exception as exc:
@@ -460,6 +466,7 @@ def sink(name: str) -> Sink:
             settings.database_url,
             give_up_after_s=settings.db_retry_seconds,
             statement_timeout_s=settings.db_statement_timeout_seconds,
+            record_keys=RECORD_KEYS,
         )
     return _sinks[name]
 

@@ -23,6 +23,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from schemas.audiences import EXACT_GROUP, exact_roles
 from streams import settings as cfg
 from streams.settings import REPO_ROOT, Settings
 
@@ -440,6 +441,15 @@ def _pg_bootstrap(bindir: Path, sock: Path) -> None:
         exists = _psql(bindir, sock, f"SELECT 1 FROM pg_roles WHERE rolname = '{role}'")
         verb = "ALTER" if exists else "CREATE"
         _psql(bindir, sock, f"{verb} ROLE {role} LOGIN PASSWORD '{pw}'")
+    # The exact layer's readers (schemas/audiences.py): members of one group that holds the
+    # grants; row-level security gives each its regions.
+    if not _psql(bindir, sock, f"SELECT 1 FROM pg_roles WHERE rolname = '{EXACT_GROUP}'"):
+        _psql(bindir, sock, f"CREATE ROLE {EXACT_GROUP} NOLOGIN")
+    for role in exact_roles():
+        exists = _psql(bindir, sock, f"SELECT 1 FROM pg_roles WHERE rolname = '{role}'")
+        verb = "ALTER" if exists else "CREATE"
+        _psql(bindir, sock, f"{verb} ROLE {role} LOGIN PASSWORD '{cfg.local_password(role)}'")
+        _psql(bindir, sock, f"GRANT {EXACT_GROUP} TO {role}")
     # The writer may create databases: the integration tests give each test its own.
     _psql(bindir, sock, f"ALTER ROLE {w} CREATEDB")
     if not _psql(bindir, sock, f"SELECT 1 FROM pg_database WHERE datname = '{cfg.LOCAL_DB_NAME}'"):

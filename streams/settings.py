@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+from processors.disclosure import RecordKeys
 from streams.topics import TopicSpec
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -20,8 +21,9 @@ LOCAL_KAFKA_CONTROLLER_PORT = 19093
 # The worker's state layout (its tables and internal topics). The default app id names it: a
 # release that changes the layout starts a new consumer group with its own changelogs and
 # internal topics, which rebuilds every indicator from the retained contract topics instead of
-# mixing old state with new (layout 2: admission and revision state in one `people` table).
-STATE_LAYOUT = 2
+# mixing old state with new (layout 2: admission and revision state in one `people` table;
+# layout 3: every counter carries the key sum of the Cell Key Method).
+STATE_LAYOUT = 3
 DEFAULT_APP_ID = f"palliwatch-s{STATE_LAYOUT}"
 LOCAL_PG_PORT = 54329
 LOCAL_DB_NAME = "palliwatch"
@@ -30,6 +32,11 @@ LOCAL_DB_READER = "palliwatch_reader"
 # Local, loopback-only development passwords; real deployments set PALLIWATCH_DATABASE_URL.
 LOCAL_DB_WRITER_PASSWORD = "palliwatch_writer_local"
 LOCAL_DB_READER_PASSWORD = "palliwatch_reader_local"
+
+
+def local_password(role: str) -> str:
+    """The local stack's loopback-only password of a database role (schemas/audiences.py)."""
+    return f"{role}_local"
 
 
 @dataclass(frozen=True)
@@ -60,6 +67,27 @@ class Settings:
     # How long the broker waits for a worker that stopped without leaving its group (a crash,
     # or a stop from streams/failures.py) before its partitions go to others or its restart.
     session_timeout_seconds: float = 60.0
+    # The Cell Key Method's secret (docs/indicators.md), from PALLIWATCH_CELL_KEY_SECRET or the
+    # file PALLIWATCH_CELL_KEY_SECRET_FILE; empty: see record_keys().
+    cell_key_secret: bytes = b""
+
+    def record_keys(self) -> RecordKeys:
+        """person_ref -> record key. The local stack makes a secret once and keeps it in the
+        state directory; a deployment with its own database must set one, since a secret
+        that changes changes every published figure (and a guessable one undoes the noise)."""
+        secret = self.cell_key_secret
+        if not secret:
+            if self.database_external:
+                raise SystemExit(
+                    "palliwatch: PALLIWATCH_CELL_KEY_SECRET (or PALLIWATCH_CELL_KEY_SECRET_FILE) "
+                    "is not set: the public layer's noise needs a deployment secret of at least "
+                    "16 bytes, kept for good (e.g. `openssl rand -hex 32`)"
+                )
+            secret = _local_secret(self.state_dir / "cell-key.secret")
+        try:
+            return RecordKeys(secret)
+        except ValueError as exc:
+            raise SystemExit(f"palliwatch: PALLIWATCH_CELL_KEY_SECRET: {exc}") from exc
 
     def as_of(self) -> date:
         """The evaluation date: PALLIWATCH_AS_OF, else today in UTC."""
@@ -104,7 +132,32 @@ def load() -> Settings:
         db_retry_seconds=_seconds(env, "PALLIWATCH_DB_RETRY_SECONDS", 600),
         db_statement_timeout_seconds=_seconds(env, "PALLIWATCH_DB_STATEMENT_TIMEOUT_SECONDS", 120),
         session_timeout_seconds=_seconds(env, "PALLIWATCH_SESSION_TIMEOUT_SECONDS", 60),
+        cell_key_secret=_secret(env, "PALLIWATCH_CELL_KEY_SECRET"),
     )
+
+
+def _secret(env: os._Environ[str], name: str) -> bytes:
+    """A secret from NAME, or from the file that NAME_FILE names (trailing newline dropped)."""
+    path = env.get(f"{name}_FILE")
+    if path:
+        try:
+            return Path(path).read_bytes().rstrip(b"\r\n")
+        except OSError as exc:
+            raise SystemExit(f"palliwatch: {name}_FILE={path!r} cannot be read: {exc}") from exc
+    return env.get(name, "").encode()
+
+
+def _local_secret(path: Path) -> bytes:
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another process made it first
+            pass
+        else:
+            with os.fdopen(fd, "w") as f:
+                f.write(os.urandom(32).hex())
+    return path.read_bytes().strip()
 
 
 def _seconds(env: os._Environ[str], name: str, default: float) -> float:

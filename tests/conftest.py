@@ -30,8 +30,12 @@ from streams import settings as settings_mod
 from streams.kafka_admin import delete_topics, ensure_topics
 from streams.settings import REPO_ROOT, Settings
 from streams.topics import CATALOGUE
+from tests.keys import TEST_CELL_KEY_SECRET
 
 TEST_AS_OF = datetime.now(UTC).date()
+# Every worker the tests start, and every oracle, use the tests' Cell Key Method secret.
+os.environ["PALLIWATCH_CELL_KEY_SECRET"] = TEST_CELL_KEY_SECRET
+os.environ.pop("PALLIWATCH_CELL_KEY_SECRET_FILE", None)
 
 
 @pytest.fixture(scope="session")

@@ -20,6 +20,7 @@ from processors.catalogue import Catalogue, default_catalogue
 from processors.core import IndicatorValue
 from processors.engine import NATION
 from schemas.codes import regions
+from tests.keys import KEYS
 
 Key = tuple[str, str, str, str, str, date]
 
@@ -51,7 +52,7 @@ class EngineSim:
         if redeliver:
             records += records[-redeliver:]
         for p, offset, s in records:
-            result = admit(self.people.get(s.person_ref), offset, s, self.cat)
+            result = admit(self.people.get(s.person_ref), offset, s, self.cat, KEYS)
             if result.outcome == APPLIED:
                 assert result.state is not None
                 self.people[s.person_ref] = result.state

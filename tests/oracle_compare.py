@@ -13,10 +13,12 @@ from processors.core import IndicatorValue
 from processors.oracle import oracle
 from schemas.models import DeathSurvey, OfficialDeaths, Population, UnitEvent
 from tests.histories import History
+from tests.keys import KEYS
 
 Key = tuple[str, str, str, str, str, date]
 FIELDS = ("value", "numerator", "denominator", "n", "suppressed", "ci_low", "ci_high",
-          "period_complete", "nowcast")  # fmt: skip
+          "period_complete", "nowcast", "pub_value", "pub_numerator", "pub_denominator",
+          "pub_n", "pub_ci_low", "pub_ci_high", "pub_suppressed")  # fmt: skip
 
 
 def oracle_of(h: History, as_of: date) -> dict[Key, IndicatorValue]:
@@ -26,6 +28,7 @@ def oracle_of(h: History, as_of: date) -> dict[Key, IndicatorValue]:
         [UnitEvent.model_validate(u) for u in h.units],
         [Population.model_validate(p) for p in h.population],
         as_of,
+        record_keys=KEYS,
     )
 
 

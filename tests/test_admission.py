@@ -24,6 +24,7 @@ from processors.catalogue import default_catalogue
 from processors.engine import Contribution, contribution
 from processors.revisions import HISTORY, Delta
 from schemas.models import DeathSurvey
+from tests.keys import KEYS
 from tests.pipeline_helpers import person, survey
 from tests.strategies import bodies, survey_histories
 
@@ -46,7 +47,7 @@ def rec(
 
 
 def contrib(s: DeathSurvey, registered: date | None = None) -> Contribution:
-    c = contribution(s, registered or s.submitted_at.date(), CAT)
+    c = contribution(s, registered or s.submitted_at.date(), CAT, KEYS)
     assert c is not None
     return c
 
@@ -74,7 +75,7 @@ def feed(
     """Run records through ``admit`` as the worker does: store the state it returns."""
     results = []
     for position, s in records:
-        result = admit(state, position, s, CAT)
+        result = admit(state, position, s, CAT, KEYS)
         if result.state is not None:
             state = result.state
         results.append(result)
@@ -82,7 +83,7 @@ def feed(
 
 
 def applied(state: dict[str, Any] | None, position: int, s: DeathSurvey) -> Admission:
-    result = admit(state, position, s, CAT)
+    result = admit(state, position, s, CAT, KEYS)
     assert result.outcome == APPLIED, result
     assert result.state is not None
     return result
@@ -121,10 +122,10 @@ def test_state_is_json_compact_and_input_state_is_not_mutated() -> None:
     assert state is not None
     assert orjson.loads(orjson.dumps(state)) == state
     before = copy.deepcopy(state)
-    admit(state, 1, rec("s1", 2, region_code="03", municipality_code="0380"), CAT)
-    admit(state, 2, rec("s2"), CAT)
-    admit(state, 3, rec("s1", 1), CAT)
-    admit(state, 0, rec("s1"), CAT)
+    admit(state, 1, rec("s1", 2, region_code="03", municipality_code="0380"), CAT, KEYS)
+    admit(state, 2, rec("s2"), CAT, KEYS)
+    admit(state, 3, rec("s1", 1), CAT, KEYS)
+    admit(state, 0, rec("s1"), CAT, KEYS)
     assert state == before
 
 
@@ -147,7 +148,7 @@ def test_correction_subtracts_old_then_adds_new() -> None:
 @pytest.mark.parametrize("revision", [1, 2])
 def test_lower_or_equal_revision_is_stale(revision: int) -> None:
     state, _ = feed([(0, rec("s1", 2))])
-    result = admit(state, 1, rec("s1", revision, age_years=40), CAT)
+    result = admit(state, 1, rec("s1", revision, age_years=40), CAT, KEYS)
     assert result.outcome == STALE
     assert result.state is None and result.deltas == [] and result.holder is None
 
@@ -214,7 +215,7 @@ def test_withdrawal_sends_only_the_subtraction() -> None:
 def test_second_survey_of_an_active_person_is_a_duplicate() -> None:
     state, _ = feed([(0, rec("s1")), (1, rec("s1", 2, age_years=50))])
     for position, s in [(2, rec("s2")), (3, rec("s2", 5)), (4, rec("s2", 1, "withdrawn"))]:
-        result = admit(state, position, s, CAT)
+        result = admit(state, position, s, CAT, KEYS)
         assert result.outcome == DUPLICATE
         assert result.holder == "s1"
         assert result.deltas == []
@@ -228,8 +229,8 @@ def test_duplicate_is_per_person() -> None:
     state, _ = feed([(0, rec("s1"))])
     other = rec("s2", who=person("someone else"))
     # The worker keys state by person_ref: another person starts from no state.
-    assert admit(None, 1, other, CAT).outcome == APPLIED
-    assert admit(state, 1, other, CAT).outcome == DUPLICATE  # same state = same person
+    assert admit(None, 1, other, CAT, KEYS).outcome == APPLIED
+    assert admit(state, 1, other, CAT, KEYS).outcome == DUPLICATE  # same state = same person
 
 
 def test_new_survey_after_withdrawal_is_applied_and_keeps_the_old_revision_state() -> None:
@@ -247,11 +248,11 @@ def test_new_survey_after_withdrawal_is_applied_and_keeps_the_old_revision_state
     assert new["rs"]["s1"] == old_rs
     assert new["rs"]["s2"]["reg"] == "2025-04-25"
     # The new survey now holds the person; the old one may not come back while it is active.
-    again = admit(new, 3, rec("s1", 3), CAT)
+    again = admit(new, 3, rec("s1", 3), CAT, KEYS)
     assert again.outcome == DUPLICATE and again.holder == "s2"
     # The new survey's own revisions compare with its own revision, not the old survey's.
-    assert admit(new, 3, rec("s2", 1), CAT).outcome == STALE
-    assert admit(new, 3, rec("s2", 2), CAT).outcome == APPLIED
+    assert admit(new, 3, rec("s2", 1), CAT, KEYS).outcome == STALE
+    assert admit(new, 3, rec("s2", 2), CAT, KEYS).outcome == APPLIED
 
 
 def test_old_survey_reactivated_after_the_new_one_is_withdrawn() -> None:
@@ -281,7 +282,7 @@ def test_late_lower_revision_of_an_earlier_survey_is_stale() -> None:
             (3, rec("s2", 2, "withdrawn", month="2025-04")),
         ]
     )
-    late = admit(state, 4, rec("s1", 1), CAT)  # s1's first revision, sent again late
+    late = admit(state, 4, rec("s1", 1), CAT, KEYS)  # s1's first revision, sent again late
     assert late.deltas == []
     # Nobody is counted for the person, so no survey may hold it as active.
     if late.outcome == APPLIED:
@@ -290,7 +291,7 @@ def test_late_lower_revision_of_an_earlier_survey_is_stale() -> None:
         assert state["st"] == "withdrawn"
     else:
         assert late.outcome == STALE
-    third = admit(state, 5, rec("s3", 1, month="2025-05"), CAT)
+    third = admit(state, 5, rec("s3", 1, month="2025-05"), CAT, KEYS)
     assert third.outcome == APPLIED
 
 
@@ -304,7 +305,7 @@ def test_redelivery_of_the_last_record_resends_its_deltas() -> None:
         (0, first, results[0]),
         (1, rec("s1", 2, age_years=50), results[1]),
     ]:
-        again = admit(state, position, s, CAT)
+        again = admit(state, position, s, CAT, KEYS)
         assert again.outcome == REDELIVERED
         assert again.state is None and again.holder is None
         assert signed(again.deltas) == signed(original.deltas)
@@ -315,7 +316,7 @@ def test_redelivery_after_later_revisions_within_history() -> None:
     records = [(10 * p, rec("s1", p + 1, age_years=40 + p)) for p in range(HISTORY)]
     state, results = feed(records)
     for (position, s), original in zip(records, results, strict=True):
-        again = admit(state, position, s, CAT)
+        again = admit(state, position, s, CAT, KEYS)
         assert again.outcome == REDELIVERED
         assert again.state is None
         assert signed(again.deltas) == signed(original.deltas)
@@ -327,12 +328,12 @@ def test_redelivery_of_the_oldest_kept_entry_uses_the_dropped_contribution() -> 
     records = [(p, rec("s1", p + 1, age_years=40 + p)) for p in range(HISTORY + 1)]
     state, results = feed(records)
     assert state is not None
-    again = admit(state, 1, records[1][1], CAT)
+    again = admit(state, 1, records[1][1], CAT, KEYS)
     assert again.outcome == REDELIVERED
     assert signed(again.deltas) == signed(results[1].deltas)
     assert [d.sign for d in again.deltas] == [-1, +1]
     # The dropped record itself is too old to be recognised: it is a stale revision now.
-    assert admit(state, 0, records[0][1], CAT).outcome == STALE
+    assert admit(state, 0, records[0][1], CAT, KEYS).outcome == STALE
 
 
 def test_redelivery_of_a_withdrawal_and_of_the_old_survey_after_a_new_one() -> None:
@@ -345,7 +346,7 @@ def test_redelivery_of_a_withdrawal_and_of_the_old_survey_after_a_new_one() -> N
         (1, withdrawal, results[1]),
         (2, second, results[2]),
     ]:
-        again = admit(state, position, s, CAT)
+        again = admit(state, position, s, CAT, KEYS)
         assert again.outcome == REDELIVERED
         assert signed(again.deltas) == signed(original.deltas)
 
@@ -355,7 +356,7 @@ def test_redelivered_duplicate_stays_a_duplicate() -> None:
         [(0, rec("s1")), (1, rec("s2", month="2025-04")), (2, rec("s1", 2, "withdrawn"))]
     )
     assert [r.outcome for r in results] == [APPLIED, DUPLICATE, APPLIED]
-    again = admit(state, 1, rec("s2", month="2025-04"), CAT)  # replay from offset 1
+    again = admit(state, 1, rec("s2", month="2025-04"), CAT, KEYS)  # replay from offset 1
     assert again.state is None
     assert again.deltas == []
 
@@ -377,7 +378,7 @@ def test_any_arrival_order_nets_out_to_the_highest_revision(order: list[DeathSur
     # The first record to arrive is applied and fixes the registration date.
     assert results[0].outcome == APPLIED
     registered = order[0].submitted_at.date()
-    want = contribution(top, registered, CAT)
+    want = contribution(top, registered, CAT, KEYS)
     sent = [d for r in results for d in r.deltas]
     assert net(sent) == (Counter({want: 1}) if want is not None else Counter())
     # Every applied record raised the revision; every other one was stale.
@@ -443,7 +444,7 @@ class Model:
     def counted(self) -> Counter[Contribution]:
         out: Counter[Contribution] = Counter()
         for sid, s in self.top.items():
-            c = contribution(s, self.reg[sid], CAT)
+            c = contribution(s, self.reg[sid], CAT, KEYS)
             if c is not None:
                 out[c] += 1
         return out
@@ -486,7 +487,7 @@ def check_against_model(stream: list[DeathSurvey]) -> None:
         want = model.outcome(s)
         # The worker stores the state as JSON: a round trip changes nothing.
         stored = None if state is None else orjson.loads(orjson.dumps(state))
-        result = admit(stored, position, s, CAT)
+        result = admit(stored, position, s, CAT, KEYS)
         assert result.outcome == want, (position, s.survey_id, s.revision)
         if want == APPLIED:
             model.apply(s)
@@ -550,7 +551,7 @@ def test_redelivery_changes_no_state_and_resends_the_same_deltas(
     state: dict[str, Any] | None = None
     first: dict[int, Admission] = {}
     for position, s in enumerate(stream):
-        result = admit(state, position, s, CAT)
+        result = admit(state, position, s, CAT, KEYS)
         first[position] = result
         if result.outcome == APPLIED:
             state = result.state
@@ -559,7 +560,7 @@ def test_redelivery_changes_no_state_and_resends_the_same_deltas(
             if original.outcome == DUPLICATE:
                 continue  # see test_redelivered_duplicate_stays_a_duplicate
             before = copy.deepcopy(state)
-            again = admit(state, back, stream[back], CAT)
+            again = admit(state, back, stream[back], CAT, KEYS)
             assert state == before
             assert again.state is None
             assert again.outcome == (REDELIVERED if original.outcome == APPLIED else STALE)

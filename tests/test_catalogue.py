@@ -21,6 +21,7 @@ from processors.db import migrate
 from processors.oracle import oracle
 from schemas.models import DeathSurvey
 from tests.conftest import Isolated
+from tests.keys import KEYS
 from tests.pipeline_helpers import person, survey
 
 # Every indicator domain.md names.
@@ -140,7 +141,7 @@ def test_adding_an_indicator_is_a_catalogue_edit() -> None:
         )
         for i in range(8)
     ]  # fmt: skip
-    rows = oracle(surveys, [], [], [], date(2026, 11, 23), cat)
+    rows = oracle(surveys, [], [], [], date(2026, 11, 23), cat, record_keys=KEYS)
     month = rows[("nursing_home_death_share", "region", "09", "all", "month", date(2026, 9, 30))]
     assert (month.numerator, month.n, month.value) == (3, 8, 3 / 8)
     by_sex = {k[3] for k in rows if k[0] == "nursing_home_death_share" and k[1] == "nation"}

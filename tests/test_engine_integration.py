@@ -25,6 +25,7 @@ from streams.producer import make_producer, send_records
 from streams.topics import DEATH_SURVEYS, OFFICIAL_DEATHS, POPULATION, SCOPE_DELTAS, UNIT_EVENTS
 from tests.conftest import TEST_AS_OF, Isolated, WorkerProcess, wait_for
 from tests.histories import History, random_history
+from tests.keys import KEYS
 from tests.oracle_compare import db_rows, differences, oracle_of
 from tests.pipeline_helpers import dead_letters, metric, survey
 
@@ -146,6 +147,7 @@ breakdowns = ["sex", "age_band"]
         [Population.model_validate(p) for p in h.population],
         TEST_AS_OF,
         cat,
+        record_keys=KEYS,
     )
     new_rows = [k for k in want if k[0] == "died_in_hospital_share"]
     assert {k[3].split(":")[0] for k in new_rows} == {"all", "sex", "age_band"}
@@ -166,7 +168,7 @@ def test_a_new_worker_group_rebuilds_without_counting_twice(
     # What an old layout's worker left in its internal topic: a delta positioned in its own
     # scheme (after an upgrade, the new group's positions would not match it).
     first = DeathSurvey.model_validate(h.admitted[0])
-    wire = admit(None, 10**12, first, default_catalogue()).deltas[-1].to_wire(0)
+    wire = admit(None, 10**12, first, default_catalogue(), KEYS).deltas[-1].to_wire(0)
     producer = make_producer(isolated.settings)
     try:
         producer.send(

@@ -53,6 +53,7 @@ from processors.engine import (
 )
 from schemas.models import DeathSurvey, OfficialDeaths
 from tests.engine_sim import EngineSim
+from tests.keys import KEYS
 from tests.strategies import (
     AS_OF,
     REGIONS,
@@ -355,7 +356,7 @@ def test_adding_then_subtracting_contributions_leaves_every_counter_zero(
     cs = []
     for i, b in enumerate(bs):
         s = make_survey(f"c{i}", 1, b)
-        c = contribution(s, s.submitted_at.date(), cat)
+        c = contribution(s, s.submitted_at.date(), cat, KEYS)
         assert c is not None
         cs.append(c)
     direct, via_delta = new_scope_month(), new_scope_month()

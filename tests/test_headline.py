@@ -11,6 +11,7 @@ from processors.core import month_last_day
 from processors.engine import NATION
 from tests.engine_sim import EngineSim
 from tests.histories import random_history
+from tests.keys import KEYS
 from tests.strategies import make_survey
 
 AS_OF = date(2026, 11, 23)
@@ -50,7 +51,7 @@ def _one_survey_headline(death: str) -> list:  # type: ignore[type-arg]
 def admit_deltas(sim: EngineSim, s):  # type: ignore[no-untyped-def]
     from processors.admission import admit
 
-    result = admit(None, 0, s, CAT)
+    result = admit(None, 0, s, CAT, KEYS)
     return [d.to_wire(0) for d in result.deltas]
 
 

@@ -15,6 +15,7 @@ import pytest
 from processors.core import IndicatorValue
 from processors.oracle import oracle
 from schemas.models import DeathSurvey, OfficialDeaths, Population, UnitEvent
+from tests.keys import KEYS
 
 AS_OF = date(2026, 11, 23)  # as_of − 193 days = 2026-05-14; − 183 days = 2026-05-24
 Rows = dict[tuple[str, str, str, str, str, date], IndicatorValue]
@@ -105,7 +106,9 @@ def run(
     pops: Iterable[Population] = (),
     as_of: date = AS_OF,
 ) -> Rows:
-    return oracle(list(surveys), list(officials), list(units), list(pops), as_of)
+    return oracle(
+        list(surveys), list(officials), list(units), list(pops), as_of, record_keys=KEYS
+    )
 
 
 def get(

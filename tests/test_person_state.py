@@ -22,6 +22,7 @@ from processors.core import stored_json
 from schemas.codes import regions
 from schemas.models import DeathSurvey
 from streams.simulator import SurveyFactory
+from tests.keys import KEYS
 from tests.strategies import survey_histories
 
 CAT = default_catalogue()
@@ -34,7 +35,7 @@ def states_of(history: list[DeathSurvey], duplicate: DeathSurvey | None) -> list
     out = []
     records = [*history, *([duplicate] if duplicate else [])]
     for position, survey in enumerate(records):
-        result = admit(state, position * 4096 + 7, survey, CAT)
+        result = admit(state, position * 4096 + 7, survey, CAT, KEYS)
         if result.state is not None:
             state = result.state
             out.append(state)

@@ -18,6 +18,7 @@ from processors import metrics
 from processors.sink import DatabaseGaveUp, Sink, error_kind
 from schemas.models import DeathSurvey
 from tests.conftest import Isolated
+from tests.keys import KEYS
 from tests.pipeline_helpers import person, survey
 
 pytestmark = pytest.mark.integration
@@ -48,7 +49,7 @@ def test_rows_the_database_refuses_are_named_and_the_rest_is_durable(isolated: I
     # Validation rejects NUL (unstorable_character); a record that got past it anyway must not
     # stop the batch or be retried forever.
     bad = _survey("sink-bad", unit_id="unit\x00")
-    sink = Sink(s.database_url)
+    sink = Sink(s.database_url, record_keys=KEYS)
     before = _errors("rejected")
 
     async def go() -> list[tuple[int, str]]:
@@ -81,7 +82,7 @@ def test_a_read_only_database_is_retried_until_it_is_writable_again(isolated: Is
 
     flip = threading.Thread(target=writable_again)
     flip.start()
-    sink = Sink(s.database_url, max_backoff_s=0.5)
+    sink = Sink(s.database_url, max_backoff_s=0.5, record_keys=KEYS)
 
     async def go() -> None:
         try:
@@ -112,7 +113,7 @@ def test_a_statement_that_hangs_is_cancelled_and_retried(isolated: Isolated) -> 
     holder = threading.Thread(target=hold_lock)
     holder.start()
     assert locked.wait(10)
-    sink = Sink(s.database_url, max_backoff_s=0.5, statement_timeout_s=0.5)
+    sink = Sink(s.database_url, max_backoff_s=0.5, statement_timeout_s=0.5, record_keys=KEYS)
 
     async def go() -> None:
         try:
@@ -127,7 +128,12 @@ def test_a_statement_that_hangs_is_cancelled_and_retried(isolated: Isolated) -> 
 
 
 def test_an_outage_longer_than_the_bound_gives_up_naming_the_fix() -> None:
-    sink = Sink("postgresql://nobody:x@127.0.0.1:9/none", max_backoff_s=0.2, give_up_after_s=1.0)
+    sink = Sink(
+        "postgresql://nobody:x@127.0.0.1:9/none",
+        max_backoff_s=0.2,
+        give_up_after_s=1.0,
+        record_keys=KEYS,
+    )
     started = time.monotonic()
 
     async def go() -> None:
