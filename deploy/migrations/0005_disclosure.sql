@@ -45,8 +45,10 @@ CREATE TABLE IF NOT EXISTS ckm_ptable (
 );
 
 -- The published count of a cell of p_count records whose record keys sum to p_key_sum.
+-- SECURITY DEFINER: the public arrivals view calls it with the reader's rights, and the reader
+-- has no grant in schema public (the table is no secret: docs/indicators.md prints it).
 CREATE OR REPLACE FUNCTION ckm_perturb(p_count bigint, p_key_sum numeric) RETURNS bigint
-LANGUAGE sql STABLE AS $fn$
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public, pg_temp AS $fn$
     SELECT CASE WHEN p_count <= 0 THEN p_count ELSE p_count + (
         SELECT t.perturbation FROM ckm_ptable t
         WHERE t.count_row = least(p_count, (SELECT max(count_row) FROM ckm_ptable))
@@ -95,15 +97,17 @@ FROM (
 ) d;
 
 -- ---- the public layer's indicator views -----------------------------------------------------
--- Same columns as before, now the public figures. Daily rolling windows are left out: a day's
--- deaths sit in 30 + 90 + 365 overlapping windows, and averaging that many noisy differences
--- would wear the noise down (docs/indicators.md).
+-- Same columns as before, now the public figures. computed_at is left empty: it changes with
+-- every exact change, also of a suppressed cell, and would count the arrivals in it. The
+-- nowcast is exact-layer only (it is computed from exact daily counts). Daily rolling windows
+-- are left out: a day's deaths sit in 30 + 90 + 365 overlapping windows, and averaging that
+-- many noisy differences would wear the noise down (docs/indicators.md).
 CREATE OR REPLACE VIEW published.indicator_series AS
 SELECT v.indicator_id, v.scope_type, v.scope_code, v.breakdown, v.period_type, v.period_start,
        v.period_end, v.pub_value AS value, v.pub_numerator AS numerator,
        v.pub_denominator AS denominator, v.pub_n AS n, v.pub_ci_low AS ci_low,
        v.pub_ci_high AS ci_high, v.pub_suppressed AS suppressed, v.period_complete,
-       NULL::double precision AS nowcast, v.computed_at,
+       NULL::double precision AS nowcast, NULL::timestamptz AS computed_at,
        t.comparator AS target_comparator, t.value AS target, t.warn_value AS target_warn,
        published.indicator_status(v.pub_value, v.pub_suppressed, t.comparator, t.value,
                                   t.warn_value) AS status
@@ -119,7 +123,7 @@ SELECT v.indicator_id, v.scope_type, v.scope_code, v.breakdown, v.period_type, v
        v.period_end, v.pub_value AS value, v.pub_numerator AS numerator,
        v.pub_denominator AS denominator, v.pub_n AS n, v.pub_ci_low AS ci_low,
        v.pub_ci_high AS ci_high, v.pub_suppressed AS suppressed, v.period_complete,
-       NULL::double precision AS nowcast, v.computed_at,
+       NULL::double precision AS nowcast, NULL::timestamptz AS computed_at,
        t.comparator AS target_comparator, t.value AS target, t.warn_value AS target_warn,
        published.indicator_status(v.pub_value, v.pub_suppressed, t.comparator, t.value,
                                   t.warn_value) AS status

@@ -1,0 +1,217 @@
+"""Each audience reads exactly what it is entitled to, on the real database (issue 15).
+
+The rows are the oracle's for a random history of three regions, written through the real sink
+(indicator rows, survey facts and arrivals). Then every view is read as the public role, two
+regional roles and the national operator:
+
+- the public role reads the public layer only: perturbed figures, no daily windows, no nowcast,
+  and nothing in ``exact`` or in the tables;
+- a regional role reads exact figures of its region and its municipalities, in every exact
+  view and in the tables themselves (row-level security), and nothing of another region;
+- the national operator reads every exact row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import date
+
+import psycopg
+import pytest
+
+from processors.catalogue import ROLLING_DAYS
+from processors.core import IndicatorValue
+from processors.sink import INDICATORS, Sink, indicator_row
+from schemas.audiences import NATIONAL_ROLE, PUBLIC_ROLE, region_role
+from schemas.models import DeathSurvey
+from streams.settings import local_password
+from tests.conftest import TEST_AS_OF, Isolated
+from tests.histories import random_history
+from tests.keys import KEYS
+from tests.oracle_compare import oracle_of
+
+REGIONS = ("03", "09", "25")
+EXACT_VIEWS = (
+    "indicator_series", "indicator_latest", "region_series", "breakdowns", "municipality_latest",
+)  # fmt: skip
+ALERT_VIEWS = ("alert_below_target", "alert_structure", "alert_home_death_change")
+
+
+def role_url(isolated: Isolated, role: str) -> str:
+    base = isolated.settings.database_url.split("@", 1)[1]
+    return f"postgresql://{role}:{local_password(role)}@{base}"
+
+
+def denied(url: str, query: str) -> None:
+    with (
+        psycopg.connect(url, autocommit=True) as conn,
+        pytest.raises(psycopg.errors.InsufficientPrivilege),
+    ):
+        conn.execute(query)
+
+
+def region_of(code: str) -> str:
+    return code[:2] if len(code) == 4 else code
+
+
+@pytest.fixture
+def loaded(isolated: Isolated) -> tuple[Isolated, dict]:
+    """The oracle's rows for a random history, written through the real sink."""
+    h = random_history(seed=1515, n_surveys=240, as_of=TEST_AS_OF, regions=REGIONS)
+    rows = oracle_of(h, TEST_AS_OF)
+    surveys = [DeathSurvey.model_validate(s) for s in h.admitted]
+
+    async def write() -> None:
+        sink = Sink(isolated.settings.database_url, record_keys=KEYS)
+        await sink.write([(INDICATORS, [indicator_row(v, _now()) for v in rows.values()])])
+        assert await sink.write_records(surveys) == []
+        await sink.close()
+
+    asyncio.run(write())
+    return isolated, rows
+
+
+def _now():  # type: ignore[no-untyped-def]
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC)
+
+
+def _keys(conn: psycopg.Connection, view: str) -> set[tuple[str, str, str, str, date]]:
+    return {
+        tuple(r)  # type: ignore[misc]
+        for r in conn.execute(
+            f"SELECT indicator_id, scope_code, breakdown, period_type, period_end FROM {view}"
+        )
+    }
+
+
+def _want(rows: dict, regions: set[str] | None) -> set[tuple[str, str, str, str, date]]:
+    return {
+        (v.indicator_id, v.scope_code, v.breakdown, v.period_type, v.period_end)
+        for v in rows.values()
+        if regions is None or region_of(v.scope_code) in regions
+    }
+
+
+def test_the_public_role_reads_perturbed_figures_and_nothing_exact(loaded) -> None:  # type: ignore[no-untyped-def]
+    isolated, rows = loaded
+    with psycopg.connect(role_url(isolated, PUBLIC_ROLE)) as conn:
+        got = {
+            (r[0], r[1], r[2], r[3], r[4]): r[5:]
+            for r in conn.execute(
+                "SELECT indicator_id, scope_code, breakdown, period_type, period_end, value, "
+                "numerator, denominator, n, suppressed, nowcast FROM published.indicator_series"
+            )
+        }
+    public: dict[tuple, IndicatorValue] = {
+        (v.indicator_id, v.scope_code, v.breakdown, v.period_type, v.period_end): v
+        for v in rows.values()
+        if v.period_type not in ROLLING_DAYS
+    }
+    assert set(got) == set(public)  # every scope of every region, no daily window
+    differs = 0
+    for key, v in public.items():
+        value, num, den, n, suppressed, nowcast = got[key]
+        assert (value, num, den, n, suppressed) == (
+            v.pub_value, v.pub_numerator, v.pub_denominator, v.pub_n, v.pub_suppressed
+        )  # fmt: skip
+        assert nowcast is None
+        differs += v.numerator is not None and num is not None and num != v.numerator
+    assert differs > 0, "no published count differs from the exact one: nothing is perturbed"
+    for relation in [f"exact.{v}" for v in EXACT_VIEWS + ALERT_VIEWS] + [
+        "indicator_values", "indicator_current", "surveys", "survey_arrivals", "alert_state",
+        "ckm_ptable",
+    ]:  # fmt: skip
+        denied(role_url(isolated, PUBLIC_ROLE), f"SELECT 1 FROM {relation} LIMIT 1")
+    denied(role_url(isolated, PUBLIC_ROLE), "SELECT * FROM exact.survey_silence(3)")
+    with psycopg.connect(role_url(isolated, PUBLIC_ROLE)) as conn:
+        for gone in ("alert_below_target", "alert_state"):
+            assert conn.execute("SELECT to_regclass(%s)", (f"published.{gone}",)).fetchone() == (
+                None,
+            )
+
+
+@pytest.mark.parametrize("region", ["09", "25"])
+def test_a_regional_role_reads_its_region_exactly_and_no_other(loaded, region: str) -> None:  # type: ignore[no-untyped-def]
+    isolated, rows = loaded
+    with psycopg.connect(role_url(isolated, region_role(region))) as conn:
+        series = _keys(conn, "exact.indicator_series")
+        assert series == _want(rows, {region})
+        assert series, "the region has rows"
+        # The exact figures themselves, unperturbed.
+        for r in conn.execute(
+            "SELECT indicator_id, scope_type, scope_code, breakdown, period_type, period_end, "
+            "numerator, n, nowcast FROM exact.indicator_series"
+        ):
+            v = rows[(r[0], r[1], r[2], r[3], r[4], r[5])]
+            assert (r[6], r[7], r[8]) == (v.numerator, v.n, v.nowcast)
+        for view in EXACT_VIEWS[1:]:
+            codes = {r[0] for r in conn.execute(f"SELECT DISTINCT scope_code FROM exact.{view}")}
+            assert codes and {region_of(c) for c in codes} == {region}, view
+        # Row-level security holds on the tables too, not only in the views.
+        codes = {r[0] for r in conn.execute("SELECT DISTINCT scope_code FROM indicator_values")}
+        assert {region_of(c) for c in codes} == {region}
+        for view in ALERT_VIEWS:
+            found = {r[0] for r in conn.execute(f"SELECT DISTINCT region FROM exact.{view}")}
+            assert found <= {region}, view
+        silence = {r[0] for r in conn.execute("SELECT region FROM exact.survey_silence(3)")}
+        assert silence == {region}
+        arrivals = {
+            r[0] for r in conn.execute("SELECT region_code FROM exact.survey_arrivals_daily")
+        }
+        assert arrivals == {region}
+        # Another region, asked for by name, in every view: nothing.
+        other = next(r for r in REGIONS if r != region)
+        for view in EXACT_VIEWS:
+            n = conn.execute(
+                f"SELECT count(*) FROM exact.{view} WHERE left(scope_code, 2) = %s", (other,)
+            ).fetchone()
+            assert n == (0,), view
+        assert conn.execute(
+            "SELECT count(*) FROM indicator_values WHERE scope_code IN ('SE', %s)", (other,)
+        ).fetchone() == (0,)
+        # Pseudonymous facts stay out of reach: no survey ids, no person_ref.
+    for relation in ("surveys", "survey_arrivals"):
+        denied(role_url(isolated, region_role(region)), f"SELECT * FROM {relation} LIMIT 1")
+
+
+def test_the_national_operator_reads_every_exact_row(loaded) -> None:  # type: ignore[no-untyped-def]
+    isolated, rows = loaded
+    with psycopg.connect(role_url(isolated, NATIONAL_ROLE)) as conn:
+        assert _keys(conn, "exact.indicator_series") == _want(rows, None)
+        regions = {r[0] for r in conn.execute("SELECT region FROM exact.alert_below_target")}
+        assert set(REGIONS) <= regions
+        arrivals = {
+            r[0] for r in conn.execute("SELECT region_code FROM exact.survey_arrivals_daily")
+        }
+        assert arrivals == set(REGIONS)
+
+
+def test_public_arrivals_are_perturbed_and_small_days_suppressed(loaded) -> None:  # type: ignore[no-untyped-def]
+    isolated, _ = loaded
+    from processors.disclosure import perturb
+
+    with psycopg.connect(isolated.settings.database_url) as conn:
+        truth = {
+            (r[0], r[1]): (r[2], int(r[3]))
+            for r in conn.execute(
+                "SELECT date_trunc('day', submitted_at), region_code, count(*), sum(record_key) "
+                "FROM survey_arrivals GROUP BY 1, 2"
+            )
+        }
+    with psycopg.connect(role_url(isolated, PUBLIC_ROLE)) as conn:
+        got = {
+            (r[0], r[1]): (r[2], r[3])
+            for r in conn.execute(
+                "SELECT day, region_code, revisions, suppressed "
+                "FROM published.survey_arrivals_daily"
+            )
+        }
+    assert set(got) == set(truth)
+    for cell, (count, key_sum) in truth.items():
+        published = perturb(count, key_sum)
+        revisions, suppressed = got[cell]
+        assert suppressed == (published < 5)
+        assert revisions == (None if suppressed else published)
+    assert any(c < 5 for c, _ in truth.values()), "the history has small days"
