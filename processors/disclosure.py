@@ -193,3 +193,25 @@ def public_unmet_share(
         None if need == 0 else unmet / need, unmet, need, official,
         None if ci is None else ci[0], None if ci is None else ci[1], False,
     )  # fmt: skip
+
+
+def share_error(num: int, den: int) -> tuple[float, float, float]:
+    """What the method costs a share of num/den: the mean, the 95th percentile and the largest
+    absolute difference between the published and the true share, over the table (numerator
+    and denominator keys are independent). docs/indicators.md quotes these."""
+    true = num / den
+    outcomes: list[tuple[float, float]] = []  # (|error|, probability)
+    for en, pn in perturbation_distribution(num).items():
+        for ed, pd in perturbation_distribution(den).items():
+            p_den = den + ed
+            p_num = min(num + en, p_den)
+            outcomes.append((abs(p_num / p_den - true), pn * pd))
+    outcomes.sort()
+    mean = sum(e * p for e, p in outcomes)
+    running, p95 = 0.0, outcomes[-1][0]
+    for e, p in outcomes:
+        running += p
+        if running >= 0.95:
+            p95 = e
+            break
+    return mean, p95, outcomes[-1][0]

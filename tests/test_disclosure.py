@@ -146,3 +146,24 @@ def test_sql_perturbation_equals_python(isolated: Isolated) -> None:
         for count, key in cases:
             got = conn.execute("SELECT ckm_perturb(%s, %s)", (count, key)).fetchone()
             assert got == (perturb(count, key),), (count, key)
+
+
+def test_docs_quote_the_table_and_its_cost() -> None:
+    """docs/indicators.md prints the table and the cost in accuracy: both from the code."""
+    import re
+
+    from processors.disclosure import share_error
+    from schemas.codes import regions
+    from streams.settings import REPO_ROOT
+
+    text = (REPO_ROOT / "docs" / "indicators.md").read_text(encoding="utf-8")
+    for row in PTABLE[1:4]:
+        line = next(ln for ln in text.splitlines() if ln.startswith(f"  | {row.count} |"))
+        printed = [float(x) for x in re.findall(r"0\.\d{4}", line)]
+        assert printed == [round(p, 4) for p in row.probabilities], line
+    for code, name in (("09", "Gotland"), ("23", "Jämtland Härjedalen"), ("01", "Stockholm")):
+        n = round(regions()[code].deaths_2024 * 0.6)
+        mean, p95, top = share_error(round(n * 0.8), n)
+        line = next(ln for ln in text.splitlines() if ln.startswith(f"| {name}, a year |"))
+        assert f"| {n:,} |".replace(",", " ") in line, line
+        assert f"| {mean * 100:.2f} pp | {p95 * 100:.2f} pp | {top * 100:.2f} pp |" in line, line
