@@ -1,0 +1,38 @@
+"""Every benchmark also runs at a tiny size here, so it cannot rot (README, Benchmarks).
+
+The figures they print are not asserted as speed targets (benchmarks, not timed tests); what is
+asserted is that each phase ran and reported a figure.
+"""
+
+from __future__ import annotations
+
+import psycopg
+
+from streams.bench import bench_storage
+from streams.settings import Settings
+
+
+def test_storage_bench_runs_at_a_tiny_size(local_stack: Settings) -> None:
+    results = bench_storage(
+        local_stack, years=1, runs=1, sink_rows=3000, db_name="palliwatch_bench_tiny",
+        query_runs=3,
+    )  # fmt: skip
+    try:
+        for name in (
+            "sink_insert_rows_per_s", "sink_update_rows_per_s_median",
+            "sink_identical_replay_rows_per_s", "overview_ms_median", "series_ms_median",
+            "exact_overview_ms_median",
+        ):  # fmt: skip
+            assert isinstance(results[name], float) and results[name] > 0, name
+        # The public and the exact overview read the same rows (the national role sees all).
+        assert results["overview_rows"] == results["exact_overview_rows"] > 0
+    finally:
+        with psycopg.connect(local_stack.database_url, autocommit=True) as conn:
+            conn.execute('DROP DATABASE IF EXISTS "palliwatch_bench_tiny" WITH (FORCE)')
+
+
+def test_pipeline_bench_runs_at_a_tiny_size(local_stack: Settings) -> None:
+    from streams.bench_pipeline import bench_pipeline
+
+    results = bench_pipeline(local_stack, surveys=300, months=3, live_seconds=3.0, rate=20.0)
+    assert results["backfill_surveys_per_s"] > 0, results
