@@ -1,17 +1,24 @@
 """Grafana-managed alert rules, contact points, notification policies and mute timings.
 
+All of it lives in the national organisation (grafana.orgs) and its SQL reads the exact layer
+through the national datasource: perturbed public counts would make alerts flap.
+
 One multi-dimensional rule per indicator family: its SQL returns one row per region (and
 indicator), Grafana turns string columns into labels, so each region gets its own alert
 instance. The judgement itself (statistically clear, complete periods, z-test, silence) lives in
-published views and functions of deploy/migrations/0004_grafana.sql, which the tests run.
+the exact layer's alert views and functions (deploy/migrations), which the tests run.
 
-Every SQL rule has four queries with the same label columns: B (breach, 0 or 1, the condition),
-V (value), T (target or the comparison value) and N (n); each is reduced to its last value so
-annotations can print them ($values only holds expression results, not raw queries).
+Every SQL rule has three queries with the same label columns: B (breach, 0 or 1, the condition),
+V (value) and T (target or the comparison value); each is reduced to its last value so
+annotations can print them ($values only holds expression results, not raw queries). No rule
+reduces a count (n, numerator, ...): notifications leave Grafana, and Grafana's default
+notification text lists every reduced value, so a count below the suppression threshold would
+travel in it. V is null for a suppressed cell.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +28,8 @@ import yaml
 from processors.catalogue import Catalogue, default_catalogue
 
 from .dashboards import REGION_UID, SILENCE_DAYS
-from .panels import JSON, PG, PROM
+from .orgs import national
+from .panels import JSON, PROM
 
 FOLDER_UID = "palliwatch"
 FOLDER_TITLE = "palliwatch"
@@ -35,16 +43,19 @@ DEFAULT_BASE_URL = "http://localhost:3000"
 CONTACT_POINTS_FILE = Path(__file__).with_name("contact_points.yaml")
 
 LABEL_COLUMNS = ("region", "region_name", "indicator", "severity")
+# Columns that count people or records: never a query of an alert rule (see above).
+COUNT_COLUMNS = frozenset(
+    {"n", "numerator", "denominator", "previous_n", "revisions", "x0", "x1", "n0", "n1", "min_n"}
+)
 
 
 @dataclass(frozen=True)
 class SqlRule:
     uid: str
     title: str
-    source: str  # FROM ... [WHERE ...] of a published view or function
-    value: str  # column shown as the value
+    source: str  # FROM ... [WHERE ...] of an exact-layer view or function
+    value: str  # column (expression) shown as the value: null when suppressed
     target: str  # column shown as the target / comparison
-    n: str  # column shown as n
     summary: str
     description: str
     pending: str
@@ -53,20 +64,22 @@ class SqlRule:
 
 
 def _sql_rules() -> list[SqlRule]:
+    org = national()
     below = (
         "{{ $labels.region_name }} ({{ $labels.region }}): {{ $labels.indicator }} is clearly "
         "on the wrong side of its target: {{ humanizePercentage $values.V.Value }} against "
-        "{{ humanizePercentage $values.T.Value }} (n = {{ $values.N.Value }}); the whole 95 % "
-        "interval is beyond the target."
+        "{{ humanizePercentage $values.T.Value }}; the whole 95 % interval is beyond the target."
     )
+    # The value of a suppressed cell is null in the view already; said again here, since the
+    # value travels in the notification.
+    shown = "CASE WHEN suppressed THEN NULL ELSE value END"
     return [
         SqlRule(
             "pw-process-below-target",
             "Process indicator below target (statistically clear)",
-            "published.alert_below_target WHERE family = 'process'",
-            "value",
+            f"{org.rel('alert_below_target')} WHERE family = 'process'",
+            shown,
             "target",
-            "n",
             below,
             "Rolling 12 months, latest period. Fires only when the 95 % interval lies entirely "
             "below the target and n >= the catalogue's min_n; suppressed cells never fire.",
@@ -75,10 +88,9 @@ def _sql_rules() -> list[SqlRule]:
         SqlRule(
             "pw-coverage-below-target",
             "Registry coverage below target (complete periods)",
-            "published.alert_below_target WHERE family = 'coverage'",
-            "value",
+            f"{org.rel('alert_below_target')} WHERE family = 'coverage'",
+            shown,
             "target",
-            "n",
             below,
             "Latest complete rolling 12 months (183 days after its end): incomplete periods "
             "are still receiving late registrations and never fire.",
@@ -88,10 +100,9 @@ def _sql_rules() -> list[SqlRule]:
             "pw-specialised-care",
             "Specialised palliative care: unmet share above warn/critical, non-cancer share "
             "below target",
-            "published.alert_below_target WHERE family = 'specialised_care'",
-            "value",
+            f"{org.rel('alert_below_target')} WHERE family = 'specialised_care'",
+            shown,
             "target",
-            "n",
             below,
             "Unmet share (complete periods) above its target is a warning, above the warn "
             "level critical; the non-cancer share among those with specialised support below "
@@ -101,10 +112,9 @@ def _sql_rules() -> list[SqlRule]:
         SqlRule(
             "pw-structure-below-eapc",
             "Structure below EAPC level",
-            "published.alert_structure",
+            org.rel("alert_structure"),
             "value",
             "target",
-            "value",
             "{{ $labels.region_name }} ({{ $labels.region }}): {{ $labels.indicator }} is "
             "{{ $values.V.Value }} per 100 000 residents, below the EAPC level of "
             "{{ $values.T.Value }}.",
@@ -114,15 +124,13 @@ def _sql_rules() -> list[SqlRule]:
         SqlRule(
             "pw-home-death-change",
             "Home-death share changed significantly vs the previous 12 months",
-            "published.alert_home_death_change",
+            org.rel("alert_home_death_change"),
             "value",
             "previous_value",
-            "n",
             "{{ $labels.region_name }} ({{ $labels.region }}): {{ $labels.indicator }} is "
             "{{ humanizePercentage $values.V.Value }} in the latest 12 months against "
-            "{{ humanizePercentage $values.T.Value }} in the 12 months before (n = "
-            "{{ $values.N.Value }}); a two-proportion z-test says the change is significant "
-            "at the 1 % level.",
+            "{{ humanizePercentage $values.T.Value }} in the 12 months before; a "
+            "two-proportion z-test says the change is significant at the 1 % level.",
             "No target: a change in either direction is worth a look (a service opened, "
             "closed, or registration practice changed).",
             "1h",
@@ -130,13 +138,12 @@ def _sql_rules() -> list[SqlRule]:
         SqlRule(
             "pw-survey-silence",
             f"Region has sent no surveys for {SILENCE_DAYS} days",
-            f"published.survey_silence({SILENCE_DAYS})",
-            "days_silent",
+            f"{org.rel('survey_silence')}({SILENCE_DAYS})",
             "days_silent",
             "days_silent",
             "{{ $labels.region_name }} ({{ $labels.region }}) has sent no death surveys for "
             "{{ $values.V.Value }} days (limit " + str(SILENCE_DAYS) + ").",
-            "Arrivals by day from published.survey_arrivals_daily. A region that never sent "
+            "Arrivals by day from exact.survey_arrivals_daily. A region that never sent "
             "one counts as silent since the first survey from any region, so it fires only "
             "while other regions send.",
             "30m",
@@ -147,16 +154,20 @@ def _sql_rules() -> list[SqlRule]:
 
 
 def _sql_query(ref: str, rule: SqlRule, column: str) -> JSON:
+    counted = COUNT_COLUMNS & set(re.findall(r"\b\w+\b", column))
+    if counted:
+        raise ValueError(f"{rule.uid}: query {ref} would carry a count: {sorted(counted)}")
     labels = ", ".join(rule.indicator_column if c == "indicator" else c for c in LABEL_COLUMNS)
     raw = f"SELECT {labels}, ({column})::double precision AS {ref.lower()} FROM {rule.source}"
+    ds = national().datasource
     return {
         "refId": ref,
         "queryType": "",
         "relativeTimeRange": {"from": 600, "to": 0},
-        "datasourceUid": PG["uid"],
+        "datasourceUid": ds["uid"],
         "model": {
             "refId": ref,
-            "datasource": PG,
+            "datasource": ds,
             "editorMode": "code",
             "format": "table",
             "rawQuery": True,
@@ -206,11 +217,9 @@ def sql_rule(rule: SqlRule, base_url: str) -> JSON:
         _sql_query("QB", rule, "breach"),
         _sql_query("QV", rule, rule.value),
         _sql_query("QT", rule, rule.target),
-        _sql_query("QN", rule, rule.n),
         _reduce("B", "QB"),
         _reduce("V", "QV"),
         _reduce("T", "QT"),
-        _reduce("N", "QN"),
         _threshold("C", "B", "gt", 0),
     ]
     return {
@@ -228,7 +237,6 @@ def sql_rule(rule: SqlRule, base_url: str) -> JSON:
             "description": rule.description,
             "value": "{{ $values.V.Value }}",
             "target": "{{ $values.T.Value }}",
-            "n": "{{ $values.N.Value }}",
             "drilldown": _drilldown(base_url),
             "__dashboardUid__": REGION_UID,
         },
@@ -472,12 +480,14 @@ def mute_timings() -> list[JSON]:
 
 
 def provisioning_files(base_url: str = DEFAULT_BASE_URL) -> dict[str, JSON]:
-    """grafana/provisioning/alerting/<name>.yaml contents (Grafana's file provisioning)."""
+    """grafana/provisioning/alerting/<name>.yaml contents (Grafana's file provisioning), all in
+    the national organisation."""
+    org_id = national().org_id
     groups = []
     for g in rule_groups(base_url):
         groups.append(
             {
-                "orgId": 1,
+                "orgId": org_id,
                 "name": g["title"],
                 "folder": FOLDER_TITLE,
                 "interval": f"{g['interval']}s",
@@ -486,7 +496,7 @@ def provisioning_files(base_url: str = DEFAULT_BASE_URL) -> dict[str, JSON]:
         )
     cps = [
         {
-            "orgId": 1,
+            "orgId": org_id,
             "name": cp["name"],
             "receivers": [{k: cp[k] for k in ("uid", "type", "settings", "disableResolveMessage")}],
         }
@@ -495,9 +505,9 @@ def provisioning_files(base_url: str = DEFAULT_BASE_URL) -> dict[str, JSON]:
     return {
         "rules": {"apiVersion": 1, "groups": groups},
         "contact_points": {"apiVersion": 1, "contactPoints": cps},
-        "policies": {"apiVersion": 1, "policies": [{"orgId": 1, **notification_policy()}]},
+        "policies": {"apiVersion": 1, "policies": [{"orgId": org_id, **notification_policy()}]},
         "mute_timings": {
             "apiVersion": 1,
-            "muteTimes": [{"orgId": 1, **m} for m in mute_timings()],
+            "muteTimes": [{"orgId": org_id, **m} for m in mute_timings()],
         },
     }

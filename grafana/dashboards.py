@@ -1,15 +1,25 @@
-"""The four palliwatch dashboards: national overview, region drill-down, structure, operations.
+"""The palliwatch dashboards: national overview, region drill-down, structure, operations.
 
-SQL panels read only the `published` schema (the datasource logs in as palliwatch_reader).
-Traffic lights come from the `status` column the database computes against the target in force
-(published.indicator_latest / target_for), so no indicator threshold is written here. A
-suppressed cell (n < 5) has a null value and the status 'suppressed', shown as such.
+One set of builders, parameterised by the Grafana organisation (grafana.orgs.Org): its
+datasource (which logs in as the audience's role), the schema its figures come from
+(`published` for the public, `exact` for the registry operator and the regions) and, for a
+region's organisation, the region itself, written into the SQL as a literal (no region variable:
+no other region can be selected). Reference views (regions, municipalities, indicators, units,
+white spots) are read from `published` by everyone (Org.rel).
+
+The public layer has no daily rolling windows, no nowcast and no alert views, so the public
+dashboards offer none of them. Traffic lights come from the `status` column the database
+computes against the target in force (indicator_latest / target_for), so no indicator threshold
+is written here. A suppressed cell (n < 5) has a null value and the status 'suppressed', shown
+as such.
 """
 
 from __future__ import annotations
 
 from processors.catalogue import Catalogue, default_catalogue
+from schemas.codes import regions
 
+from .orgs import DAILY_PERIOD_TYPES, Org, orgs
 from .panels import (
     JSON,
     Layout,
@@ -86,15 +96,70 @@ def _in(ids: tuple[str, ...]) -> str:
     return ", ".join(f"'{i}'" for i in ids)
 
 
+def _sql(org: Org, raw: str, fmt: str = "table", ref: str = "A") -> JSON:
+    return sql(raw, org.datasource, fmt, ref)
+
+
+def _variable(org: Org, name: str, label: str, raw: str, *, current: str | None = None) -> JSON:
+    return query_variable(name, label, raw, org.datasource, current=current)
+
+
+def _period_types(org: Org) -> list[str]:
+    """The daily rolling windows exist only in the exact layer."""
+    return [p for p in PERIOD_TYPES if org.exact or p not in DAILY_PERIOD_TYPES]
+
+
+def _region_sql(org: Org) -> str:
+    """The region as SQL: the organisation's own region, else the `region` variable."""
+    return f"'{org.region}'" if org.region else "'$region'"
+
+
+def _region_title(org: Org) -> str:
+    return f"{org.region} {regions()[org.region].name}" if org.region else "${region}"
+
+
+def _region_variable(org: Org) -> list[JSON]:
+    if org.region:
+        return []
+    return [
+        _variable(
+            org,
+            "region",
+            "Region",
+            "SELECT region_code AS __value, region_code || ' ' || name AS __text "
+            f"FROM {org.rel('regions')} ORDER BY region_code",
+            current="01",
+        )
+    ]
+
+
+def _layer(org: Org) -> str:
+    if org.exact:
+        scope = f"region {_region_title(org)} only" if org.region else "every scope"
+        return f"Exact figures ({scope}; suppressed below n = 5)."
+    return (
+        "Public layer: counts are perturbed (cell key method) and cells below n = 5 "
+        "suppressed; no daily windows or nowcast."
+    )
+
+
+def _title(org: Org, title: str) -> str:
+    return f"{title}, {_region_title(org)}" if org.region else title
+
+
 # ---- 1. national overview -------------------------------------------------------------------
 
 
-def overview(cat: Catalogue) -> JSON:
+def overview(cat: Catalogue, org: Org) -> JSON:
+    if org.region:
+        raise ValueError("a region's organisation has no national overview")
     lay = Layout()
-    indicator_var = query_variable(
+    latest = org.rel("indicator_latest")
+    indicator_var = _variable(
+        org,
         "indicator",
         "Map indicator",
-        "SELECT indicator_id AS __value, title_en AS __text FROM published.indicators "
+        f"SELECT indicator_id AS __value, title_en AS __text FROM {org.rel('indicators')} "
         "WHERE kind IN ('share', 'coverage', 'unmet_share', 'per_100k', 'availability') "
         "ORDER BY position",
         current="eol_conversation",
@@ -104,20 +169,23 @@ def overview(cat: Catalogue) -> JSON:
     lay.add(
         table(
             "Traffic lights: regions x key indicators ($period_type, latest period)",
-            sql(
+            _sql(
+                org,
                 f"""SELECT r.region_code AS "code", r.name AS "region",
                 {_pivot(KEY_INDICATORS, (("status", "status"), ("value", ""), ("n", "n")))}
-                FROM published.regions r
-                LEFT JOIN published.indicator_latest l
+                FROM {org.rel("regions")} r
+                LEFT JOIN {latest} l
                   ON l.scope_type = 'region' AND l.scope_code = r.region_code
                  AND l.breakdown = 'all' AND l.period_type = '$period_type'
                  AND l.indicator_id IN ({_in(KEY_INDICATORS)})
-                GROUP BY r.region_code, r.name ORDER BY r.region_code"""
+                GROUP BY r.region_code, r.name ORDER BY r.region_code""",
             ),
             description=(
                 "Colour = status against the target in force for the region at the period's "
                 "end (the region's own target, else the national one; from the targets table). "
-                "A suppressed cell (n < 5) shows 'suppressed (n < 5)' and no value. Columns: "
+                "A suppressed cell (n < 5) shows 'suppressed (n < 5)' and no value. "
+                + _layer(org)
+                + " Columns: "
                 + "; ".join(f"{i} = {cat.indicators[i].title_en}" for i in KEY_INDICATORS)
             ),
             overrides=[
@@ -139,20 +207,21 @@ def overview(cat: Catalogue) -> JSON:
             "geomap",
             "Regions: ${indicator} ($period_type)",
             [
-                sql(
-                    """SELECT r.region_code AS code, r.name AS region, r.seat_lat AS latitude,
+                _sql(
+                    org,
+                    f"""SELECT r.region_code AS code, r.name AS region, r.seat_lat AS latitude,
                     r.seat_lon AS longitude, l.value, l.n, coalesce(l.status, 'no_data') AS status,
                     CASE coalesce(l.status, 'no_data') WHEN 'meets' THEN 0 WHEN 'warn' THEN 1
                          WHEN 'below' THEN 2 WHEN 'no_target' THEN 3 WHEN 'suppressed' THEN 4
                          ELSE 5 END AS status_level
-                    FROM published.regions r
-                    LEFT JOIN published.indicator_latest l
+                    FROM {org.rel("regions")} r
+                    LEFT JOIN {latest} l
                       ON l.scope_type = 'region' AND l.scope_code = r.region_code
-                     AND l.indicator_id = '${indicator}' AND l.breakdown = 'all'
+                     AND l.indicator_id = '${{indicator}}' AND l.breakdown = 'all'
                      AND l.period_type = CASE WHEN l.indicator_id LIKE '%per_100k'
                                                 OR l.indicator_id LIKE '%_available'
                                               THEN 'month' ELSE '$period_type' END
-                    ORDER BY r.region_code"""
+                    ORDER BY r.region_code""",
                 )
             ],
             description=(
@@ -212,12 +281,13 @@ def overview(cat: Catalogue) -> JSON:
             "stat",
             "Nation: specialised palliative care ($period_type, latest period)",
             [
-                sql(
+                _sql(
+                    org,
                     f"""SELECT {_pivot(SPEC_CARE + ("spec_unmet_share",), (("value", ""),))}
-                    FROM published.indicator_latest l
+                    FROM {latest} l
                     WHERE l.scope_type = 'nation' AND l.scope_code = 'SE'
                       AND l.breakdown = 'all' AND l.period_type = '$period_type'
-                      AND l.indicator_id IN ({_in(SPEC_CARE + ("spec_unmet_share",))})"""
+                      AND l.indicator_id IN ({_in(SPEC_CARE + ("spec_unmet_share",))})""",
                 )
             ],
             description="Need = 25 % of official deaths; received = deaths with specialised "
@@ -238,17 +308,18 @@ def overview(cat: Catalogue) -> JSON:
     lay.add(
         table(
             "Nation (SE): every indicator",
-            sql(
-                """SELECT i.title_en AS indicator, l.period_start, l.period_end, l.value,
+            _sql(
+                org,
+                f"""SELECT i.title_en AS indicator, l.period_start, l.period_end, l.value,
                 l.ci_low, l.ci_high, l.n, l.target_comparator AS comparator, l.target,
                 l.status, l.period_complete AS complete
-                FROM published.indicators i
-                JOIN published.indicator_latest l
+                FROM {org.rel("indicators")} i
+                JOIN {latest} l
                   ON l.indicator_id = i.indicator_id AND l.scope_type = 'nation'
                  AND l.scope_code = 'SE' AND l.breakdown = 'all'
                  AND l.period_type = CASE WHEN i.kind IN ('per_100k', 'availability')
                                           THEN 'month' ELSE '$period_type' END
-                ORDER BY i.position"""
+                ORDER BY i.position""",
             ),
             overrides=[status_cells(), by_regex("/^(value|ci_low|ci_high|target)$/", decimals=3)],
         ),
@@ -259,7 +330,8 @@ def overview(cat: Catalogue) -> JSON:
         OVERVIEW_UID,
         "palliwatch: national overview",
         lay,
-        description="Every region against its targets, a map and the nation's totals.",
+        description="Every region against its targets, a map and the nation's totals. "
+        + _layer(org),
         variables=[indicator_var, period_var],
         links=LINKS,
     )
@@ -276,84 +348,90 @@ def _series_filter(scope: str, code: str, breakdown: str = "'$breakdown'") -> st
     )
 
 
-def region(cat: Catalogue) -> JSON:
+def region(cat: Catalogue, org: Org) -> JSON:
     lay = Layout()
+    reg, reg_title = _region_sql(org), _region_title(org)
+    series, latest = org.rel("indicator_series"), org.rel("indicator_latest")
     variables = [
-        query_variable(
-            "region",
-            "Region",
-            "SELECT region_code AS __value, region_code || ' ' || name AS __text "
-            "FROM published.regions ORDER BY region_code",
-            current="01",
-        ),
-        query_variable(
+        *_region_variable(org),
+        _variable(
+            org,
             "municipality",
             "Municipality",
             "SELECT municipality_code AS __value, municipality_code || ' ' || name AS __text "
-            "FROM published.municipalities WHERE region_code = '$region' "
+            f"FROM {org.rel('municipalities')} WHERE region_code = {reg} "
             "ORDER BY municipality_code",
         ),
-        query_variable(
+        _variable(
+            org,
             "indicator",
             "Indicator",
-            "SELECT indicator_id AS __value, title_en AS __text FROM published.indicators "
+            f"SELECT indicator_id AS __value, title_en AS __text FROM {org.rel('indicators')} "
             "WHERE kind IN ('share', 'coverage', 'unmet_share') ORDER BY position",
             current="eol_conversation",
         ),
-        custom_variable("period_type", "Period", PERIOD_TYPES),
-        query_variable(
+        custom_variable("period_type", "Period", _period_types(org)),
+        _variable(
+            org,
             "breakdown",
             "Breakdown",
-            "SELECT 'all' AS __value UNION SELECT DISTINCT breakdown FROM published.breakdowns "
-            "WHERE scope_type = 'region' AND scope_code = '$region' "
+            "SELECT 'all' AS __value UNION SELECT DISTINCT breakdown "
+            f"FROM {org.rel('breakdowns')} "
+            f"WHERE scope_type = 'region' AND scope_code = {reg} "
             "AND indicator_id = '$indicator' ORDER BY 1",
             current="all",
         ),
     ]
     lay.add(
         timeseries(
-            "${indicator} in region ${region} (${breakdown}, ${period_type}): value, 95 % "
-            "interval, target",
+            f"${{indicator}} in region {reg_title} (${{breakdown}}, ${{period_type}}): value, "
+            "95 % interval, target",
             [
-                sql(
+                _sql(
+                    org,
                     f"""SELECT period_end::timestamp AS time, value,
                     ci_low AS "95 % low", ci_high AS "95 % high", target
-                    FROM published.indicator_series
-                    WHERE {_series_filter("region", "'$region'")} ORDER BY 1""",
+                    FROM {series}
+                    WHERE {_series_filter("region", reg)} ORDER BY 1""",
                     fmt="time_series",
                 )
             ],
-            description="A gap is a suppressed period (n < 5): see the status timeline below.",
+            description="A gap is a suppressed period (n < 5): see the status timeline below. "
+            + _layer(org),
             unit="percentunit",
             overrides=interval_band("95 % low", "95 % high") + [target_line("target")],
         ),
-        16,
+        16 if org.exact else 24,
         10,
     )
-    lay.add(
-        table(
-            "Alert checks for region ${region}",
-            sql(
-                """SELECT indicator, period_end, value, ci_low, ci_high, n, min_n, comparator,
-                target, severity, breach FROM published.alert_below_target
-                WHERE region = '$region' ORDER BY breach DESC, indicator"""
+    if org.exact:  # the alert views are not in the public layer
+        lay.add(
+            table(
+                f"Alert checks for region {reg_title}",
+                _sql(
+                    org,
+                    f"""SELECT indicator, period_end, value, ci_low, ci_high, n, min_n,
+                    comparator, target, severity, breach
+                    FROM {org.rel("alert_below_target")}
+                    WHERE region = {reg} ORDER BY breach DESC, indicator""",
+                ),
+                description="What the below-target alert rules see: breach = 1 when the whole "
+                "95 % interval is on the wrong side of the target and n >= min_n.",
+                overrides=[by_regex("/^(value|ci_low|ci_high|target)$/", decimals=3)],
             ),
-            description="What the below-target alert rules see: breach = 1 when the whole 95 % "
-            "interval is on the wrong side of the target and n >= min_n.",
-            overrides=[by_regex("/^(value|ci_low|ci_high|target)$/", decimals=3)],
-        ),
-        8,
-        10,
-    )
+            8,
+            10,
+        )
     lay.add(
         panel(
             "state-timeline",
             "Status per period (suppressed cells marked)",
             [
-                sql(
+                _sql(
+                    org,
                     f"""SELECT period_end::timestamp AS time, status
-                    FROM published.indicator_series
-                    WHERE {_series_filter("region", "'$region'")} ORDER BY 1"""
+                    FROM {series}
+                    WHERE {_series_filter("region", reg)} ORDER BY 1""",
                 )
             ],
             mappings=status_mappings(),
@@ -367,12 +445,13 @@ def region(cat: Catalogue) -> JSON:
         lay.add(
             table(
                 f"By {dim.replace('_', ' ')}",
-                sql(
+                _sql(
+                    org,
                     f"""SELECT split_part(breakdown, ':', 2) AS "{dim}", period_end, value,
-                    ci_low, ci_high, n, status FROM published.indicator_latest
-                    WHERE scope_type = 'region' AND scope_code = '$region'
+                    ci_low, ci_high, n, status FROM {latest}
+                    WHERE scope_type = 'region' AND scope_code = {reg}
                       AND indicator_id = '$indicator' AND period_type = '$period_type'
-                      AND breakdown LIKE '{dim}:%' ORDER BY breakdown"""
+                      AND breakdown LIKE '{dim}:%' ORDER BY breakdown""",
                 ),
                 overrides=[status_cells(), by_regex("/^(value|ci_low|ci_high)$/", decimals=3)],
             ),
@@ -382,15 +461,17 @@ def region(cat: Catalogue) -> JSON:
     lay.row("Municipalities")
     lay.add(
         table(
-            "Municipalities of region ${region}: ${indicator} (${period_type}, latest period)",
-            sql(
-                """SELECT m.municipality_code AS code, m.name AS municipality, l.period_end,
+            f"Municipalities of region {reg_title}: ${{indicator}} (${{period_type}}, latest "
+            "period)",
+            _sql(
+                org,
+                f"""SELECT m.municipality_code AS code, m.name AS municipality, l.period_end,
                 l.value, l.ci_low, l.ci_high, l.n, coalesce(l.status, 'no_data') AS status
-                FROM published.municipalities m
-                LEFT JOIN published.municipality_latest l
+                FROM {org.rel("municipalities")} m
+                LEFT JOIN {org.rel("municipality_latest")} l
                   ON l.scope_code = m.municipality_code AND l.indicator_id = '$indicator'
                  AND l.period_type = '$period_type' AND l.breakdown = 'all'
-                WHERE m.region_code = '$region' ORDER BY m.municipality_code"""
+                WHERE m.region_code = {reg} ORDER BY m.municipality_code""",
             ),
             overrides=[status_cells(), by_regex("/^(value|ci_low|ci_high)$/", decimals=3)],
         ),
@@ -401,10 +482,11 @@ def region(cat: Catalogue) -> JSON:
         timeseries(
             "${indicator} in municipality ${municipality}",
             [
-                sql(
+                _sql(
+                    org,
                     f"""SELECT period_end::timestamp AS time, value,
                     ci_low AS "95 % low", ci_high AS "95 % high", target
-                    FROM published.indicator_series
+                    FROM {series}
                     WHERE {_series_filter("municipality", "'$municipality'", "'all'")}
                     ORDER BY 1""",
                     fmt="time_series",
@@ -419,15 +501,16 @@ def region(cat: Catalogue) -> JSON:
     lay.row("Specialised palliative care and coverage")
     lay.add(
         timeseries(
-            "Need vs received vs unmet, region ${region} (${period_type})",
+            f"Need vs received vs unmet, region {reg_title} (${{period_type}})",
             [
-                sql(
+                _sql(
+                    org,
                     f"""SELECT period_end::timestamp AS time,
                     max(value) FILTER (WHERE indicator_id = 'spec_need') AS need,
                     max(value) FILTER (WHERE indicator_id = 'spec_received') AS received,
                     max(value) FILTER (WHERE indicator_id = 'spec_unmet') AS unmet
-                    FROM published.indicator_series
-                    WHERE scope_type = 'region' AND scope_code = '$region'
+                    FROM {series}
+                    WHERE scope_type = 'region' AND scope_code = {reg}
                       AND period_type = '$period_type' AND breakdown = 'all'
                       AND indicator_id IN ({_in(SPEC_CARE)}) AND $__timeFilter(period_end)
                     GROUP BY period_end ORDER BY 1""",
@@ -440,59 +523,83 @@ def region(cat: Catalogue) -> JSON:
         12,
         9,
     )
+    # The nowcast of final coverage is an exact-layer figure (null in the public layer).
+    nowcast = ', nowcast AS "nowcast (expected final)"' if org.exact else ""
     lay.add(
         timeseries(
-            "Registry coverage, region ${region} (${period_type}): complete, so far, nowcast",
+            f"Registry coverage, region {reg_title} (${{period_type}}): complete, so far"
+            + (", nowcast" if org.exact else ""),
             [
-                sql(
-                    """SELECT period_end::timestamp AS time,
+                _sql(
+                    org,
+                    f"""SELECT period_end::timestamp AS time,
                     CASE WHEN period_complete THEN value END AS "coverage (complete period)",
-                    CASE WHEN NOT period_complete THEN value END AS "coverage so far",
-                    nowcast AS "nowcast (expected final)", target
-                    FROM published.indicator_series
-                    WHERE scope_type = 'region' AND scope_code = '$region'
+                    CASE WHEN NOT period_complete THEN value END AS "coverage so far"{nowcast},
+                    target
+                    FROM {series}
+                    WHERE scope_type = 'region' AND scope_code = {reg}
                       AND indicator_id = 'registry_coverage' AND period_type = '$period_type'
                       AND breakdown = 'all' AND $__timeFilter(period_end) ORDER BY 1""",
                     fmt="time_series",
                 )
             ],
-            description="A period is complete 183 days after its end (registration window). "
-            "Until then the nowcast scales registrations so far by the region's learned "
-            "registration delay.",
+            description="A period is complete 183 days after its end (registration window)."
+            + (
+                " Until then the nowcast scales registrations so far by the region's learned "
+                "registration delay."
+                if org.exact
+                else ""
+            ),
             unit="percentunit",
-            overrides=[
-                target_line("target"),
-                by_name(
-                    "nowcast (expected final)",
-                    **{"custom.lineStyle": {"fill": "dot", "dash": [2, 6]}},
-                ),
-            ],
+            overrides=[target_line("target")]
+            + (
+                [
+                    by_name(
+                        "nowcast (expected final)",
+                        **{"custom.lineStyle": {"fill": "dot", "dash": [2, 6]}},
+                    )
+                ]
+                if org.exact
+                else []
+            ),
         ),
         12,
         9,
     )
+    nowcast_column = (
+        "max(nowcast) FILTER (WHERE indicator_id = 'registry_coverage') AS nowcast,"
+        if org.exact
+        else ""
+    )
     lay.add(
         table(
-            "Coverage and unmet share by period, region ${region} (${period_type})",
-            sql(
-                """SELECT period_start, period_end,
+            f"Coverage and unmet share by period, region {reg_title} (${{period_type}})",
+            _sql(
+                org,
+                f"""SELECT period_start, period_end,
                 max(value) FILTER (WHERE indicator_id = 'registry_coverage') AS coverage,
-                max(nowcast) FILTER (WHERE indicator_id = 'registry_coverage') AS nowcast,
+                {nowcast_column}
                 max(n) FILTER (WHERE indicator_id = 'registry_coverage') AS official_deaths,
                 max(value) FILTER (WHERE indicator_id = 'spec_unmet_share') AS unmet_share,
                 max(status) FILTER (WHERE indicator_id = 'spec_unmet_share') AS
                     "unmet share status",
                 bool_and(period_complete) AS complete
-                FROM published.indicator_series
-                WHERE scope_type = 'region' AND scope_code = '$region'
+                FROM {series}
+                WHERE scope_type = 'region' AND scope_code = {reg}
                   AND period_type = '$period_type' AND breakdown = 'all'
                   AND indicator_id IN ('registry_coverage', 'spec_unmet_share')
                   AND $__timeFilter(period_end)
-                GROUP BY period_start, period_end ORDER BY period_end DESC"""
+                GROUP BY period_start, period_end ORDER BY period_end DESC""",
             ),
             overrides=[
                 status_cells(),
-                by_regex("/^(coverage|nowcast|unmet_share)$/", unit="percentunit", decimals=1),
+                by_regex(
+                    "/^(coverage|nowcast|unmet_share)$/"
+                    if org.exact
+                    else "/^(coverage|unmet_share)$/",
+                    unit="percentunit",
+                    decimals=1,
+                ),
             ],
         ),
         24,
@@ -500,10 +607,12 @@ def region(cat: Catalogue) -> JSON:
     )
     return dashboard(
         REGION_UID,
-        "palliwatch: region drill-down",
+        _title(org, "palliwatch: region drill-down"),
         lay,
         description="One region over time: interval bands and targets, breakdowns, "
-        "municipalities, need vs received, coverage with completeness and nowcast.",
+        "municipalities, need vs received, coverage with completeness"
+        + (" and nowcast. " if org.exact else ". ")
+        + _layer(org),
         variables=variables,
         links=LINKS,
     )
@@ -512,30 +621,29 @@ def region(cat: Catalogue) -> JSON:
 # ---- 3. structure and white spots -----------------------------------------------------------
 
 
-def structure(cat: Catalogue) -> JSON:
+def structure(cat: Catalogue, org: Org) -> JSON:
     lay = Layout()
-    variables = [
-        query_variable(
-            "region",
-            "Region",
-            "SELECT region_code AS __value, region_code || ' ' || name AS __text "
-            "FROM published.regions ORDER BY region_code",
-            current="01",
-        )
-    ]
+    reg, reg_title = _region_sql(org), _region_title(org)
+    # A region's organisation shows its own region only (the tables per region included).
+    own = f"WHERE r.region_code = {reg}" if org.region else ""
+    own_w = f"WHERE w.region_code = {reg}" if org.region else ""
     lay.add(
         table(
-            "Structure per region (latest month)",
-            sql(
+            "Structure per region (latest month)"
+            if not org.region
+            else f"Structure in region {reg_title} (latest month)",
+            _sql(
+                org,
                 f"""SELECT r.region_code AS code, r.name AS region,
                 {_pivot(PER_100K, (("value", ""), ("status", "status")))},
                 {_pivot(AVAILABILITY, (("value", ""),))}
-                FROM published.regions r
-                LEFT JOIN published.indicator_latest l
+                FROM {org.rel("regions")} r
+                LEFT JOIN {org.rel("indicator_latest")} l
                   ON l.scope_type = 'region' AND l.scope_code = r.region_code
                  AND l.period_type = 'month' AND l.breakdown = 'all'
                  AND l.indicator_id IN ({_in(PER_100K + AVAILABILITY)})
-                GROUP BY r.region_code, r.name ORDER BY r.region_code"""
+                {own}
+                GROUP BY r.region_code, r.name ORDER BY r.region_code""",
             ),
             description="Beds and specialist FTE per 100 000 residents, coloured against the "
             "EAPC levels in the targets table; availability = share of the region's "
@@ -548,20 +656,24 @@ def structure(cat: Catalogue) -> JSON:
             ],
         ),
         24,
-        12,
+        12 if not org.region else 5,
     )
     lay.add(
         table(
-            "White spots per region (municipalities without the service)",
-            sql(
-                """SELECT w.region_code AS code, r.name AS region, count(*) AS municipalities,
+            "White spots per region (municipalities without the service)"
+            if not org.region
+            else f"White spots in region {reg_title} (municipalities without the service)",
+            _sql(
+                org,
+                f"""SELECT w.region_code AS code, r.name AS region, count(*) AS municipalities,
                 count(*) FILTER (WHERE NOT w.on_call_24_7) AS "no 24/7 on-call line",
                 count(*) FILTER (WHERE NOT w.consult_team) AS "no consult team",
                 count(*) FILTER (WHERE NOT w.outpatient_clinic) AS "no outpatient clinic",
                 count(*) FILTER (WHERE NOT w.specialised_home_care)
                     AS "no specialised home care"
-                FROM published.white_spots w JOIN published.regions r USING (region_code)
-                GROUP BY w.region_code, r.name ORDER BY w.region_code"""
+                FROM {org.rel("white_spots")} w JOIN {org.rel("regions")} r USING (region_code)
+                {own_w}
+                GROUP BY w.region_code, r.name ORDER BY w.region_code""",
             ),
         ),
         12,
@@ -569,15 +681,16 @@ def structure(cat: Catalogue) -> JSON:
     )
     lay.add(
         table(
-            "White spots in region ${region}",
-            sql(
-                """SELECT municipality_code AS code, municipality_name AS municipality,
+            f"White spots by municipality, region {reg_title}",
+            _sql(
+                org,
+                f"""SELECT municipality_code AS code, municipality_name AS municipality,
                 on_call_24_7, consult_team, outpatient_clinic, specialised_home_care,
                 (NOT on_call_24_7)::int + (NOT consult_team)::int
                   + (NOT outpatient_clinic)::int + (NOT specialised_home_care)::int
                   AS white_spots
-                FROM published.white_spots WHERE region_code = '$region'
-                ORDER BY white_spots DESC, municipality_code"""
+                FROM {org.rel("white_spots")} WHERE region_code = {reg}
+                ORDER BY white_spots DESC, municipality_code""",
             ),
             overrides=[
                 by_regex(
@@ -594,13 +707,14 @@ def structure(cat: Catalogue) -> JSON:
     )
     lay.add(
         timeseries(
-            "Per 100 000 residents in region ${region}, with EAPC targets",
+            f"Per 100 000 residents in region {reg_title}, with EAPC targets",
             [
-                sql(
+                _sql(
+                    org,
                     f"""SELECT period_end::timestamp AS time,
                     {_pivot(PER_100K, (("value", ""), ("target", "target")))}
-                    FROM published.indicator_series l
-                    WHERE l.scope_type = 'region' AND l.scope_code = '$region'
+                    FROM {org.rel("indicator_series")} l
+                    WHERE l.scope_type = 'region' AND l.scope_code = {reg}
                       AND l.period_type = 'month' AND l.breakdown = 'all'
                       AND l.indicator_id IN ({_in(PER_100K)}) AND $__timeFilter(l.period_end)
                     GROUP BY period_end ORDER BY 1""",
@@ -614,14 +728,15 @@ def structure(cat: Catalogue) -> JSON:
     )
     lay.add(
         table(
-            "Open units in region ${region}",
-            sql(
-                """SELECT name, kind, municipality_code, since, hours, beds,
+            f"Open units in region {reg_title}",
+            _sql(
+                org,
+                f"""SELECT name, kind, municipality_code, since, hours, beds,
                 accepts_all_diagnoses, accepts_children,
                 cardinality(catchment_municipalities) AS catchment_municipalities,
                 (staff_fte ->> 'specialist_physicians')::float AS specialist_physicians,
                 (staff_fte ->> 'specialist_nurses')::float AS specialist_nurses
-                FROM published.unit_state WHERE region_code = '$region' ORDER BY kind, name"""
+                FROM {org.rel("unit_state")} WHERE region_code = {reg} ORDER BY kind, name""",
             ),
         ),
         12,
@@ -629,11 +744,11 @@ def structure(cat: Catalogue) -> JSON:
     )
     return dashboard(
         STRUCTURE_UID,
-        "palliwatch: structure and white spots",
+        _title(org, "palliwatch: structure and white spots"),
         lay,
         description="Services available to residents of every municipality, and beds and "
-        "specialists per 100 000 against EAPC levels.",
-        variables=variables,
+        "specialists per 100 000 against EAPC levels. " + _layer(org),
+        variables=_region_variable(org),
         links=LINKS,
     )
 
@@ -643,7 +758,9 @@ def structure(cat: Catalogue) -> JSON:
 SILENCE_DAYS = 7
 
 
-def operations() -> JSON:
+def operations(org: Org) -> JSON:
+    if not org.national:
+        raise ValueError("the operations dashboard belongs to the national organisation")
     lay = Layout()
     rate = "[$__rate_interval]"
     lay.add(
@@ -750,9 +867,10 @@ def operations() -> JSON:
         timeseries(
             "Survey arrivals per day and region (database)",
             [
-                sql(
-                    """SELECT day AS time, region_code AS metric, revisions AS value
-                    FROM published.survey_arrivals_daily WHERE $__timeFilter(day)
+                _sql(
+                    org,
+                    f"""SELECT day AS time, region_code AS metric, revisions AS value
+                    FROM {org.rel("survey_arrivals_daily")} WHERE $__timeFilter(day)
                     ORDER BY 1, 2""",
                     fmt="time_series",
                 )
@@ -765,10 +883,11 @@ def operations() -> JSON:
     lay.add(
         table(
             f"Regions silent for {SILENCE_DAYS} days or more (database)",
-            sql(
+            _sql(
+                org,
                 f"""SELECT region, region_name, last_arrival, days_silent, breach
-                FROM published.survey_silence({SILENCE_DAYS})
-                ORDER BY breach DESC, days_silent DESC NULLS FIRST, region"""
+                FROM {org.rel("survey_silence")}({SILENCE_DAYS})
+                ORDER BY breach DESC, days_silent DESC NULLS FIRST, region""",
             ),
         ),
         24,
@@ -785,12 +904,21 @@ def operations() -> JSON:
     )
 
 
-def all_dashboards(cat: Catalogue | None = None) -> dict[str, JSON]:
-    """File stem -> dashboard model."""
+BUILDERS = {
+    "overview": lambda cat, org: overview(cat, org),
+    "region": lambda cat, org: region(cat, org),
+    "structure": lambda cat, org: structure(cat, org),
+    "operations": lambda cat, org: operations(org),
+}
+
+
+def org_dashboards(org: Org, cat: Catalogue | None = None) -> dict[str, JSON]:
+    """File stem -> dashboard model, for one organisation."""
     cat = cat or default_catalogue()
-    return {
-        "overview": overview(cat),
-        "region": region(cat),
-        "structure": structure(cat),
-        "operations": operations(),
-    }
+    return {name: BUILDERS[name](cat, org) for name in org.dashboards()}
+
+
+def all_dashboards(cat: Catalogue | None = None) -> dict[str, dict[str, JSON]]:
+    """Organisation key -> file stem -> dashboard model."""
+    cat = cat or default_catalogue()
+    return {org.key: org_dashboards(org, cat) for org in orgs()}

@@ -12,7 +12,9 @@ from typing import Any
 
 JSON = dict[str, Any]
 
-PG = {"type": "grafana-postgresql-datasource", "uid": "palliwatch-pg"}
+PG_TYPE = "grafana-postgresql-datasource"
+# The one Prometheus datasource (the national organisation's). PostgreSQL datasources are one per
+# organisation (grafana.orgs.Org.datasource), so every SQL builder takes its datasource.
 PROM = {"type": "prometheus", "uid": "palliwatch-prom"}
 
 # The traffic light is the *status* the database computes from the target in force
@@ -52,11 +54,11 @@ def bool_mappings(true_text: str, false_text: str) -> list[JSON]:
     ]
 
 
-def sql(raw: str, fmt: str = "table", ref: str = "A") -> JSON:
-    """A raw SQL target on the PostgreSQL datasource (read-only role, `published` schema)."""
+def sql(raw: str, ds: JSON, fmt: str = "table", ref: str = "A") -> JSON:
+    """A raw SQL target on an organisation's PostgreSQL datasource `ds`."""
     return {
         "refId": ref,
-        "datasource": PG,
+        "datasource": ds,
         "editorMode": "code",
         "format": fmt,
         "rawQuery": True,
@@ -206,12 +208,14 @@ def hidden_legend() -> JSON:
     return {"legend": True, "tooltip": False, "viz": False}
 
 
-def query_variable(name: str, label: str, raw: str, *, current: str | None = None) -> JSON:
+def query_variable(
+    name: str, label: str, raw: str, ds: JSON, *, current: str | None = None
+) -> JSON:
     v: JSON = {
         "type": "query",
         "name": name,
         "label": label,
-        "datasource": PG,
+        "datasource": ds,
         "query": " ".join(raw.split()),
         "definition": " ".join(raw.split()),
         "refresh": 1,

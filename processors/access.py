@@ -1,7 +1,8 @@
 """Who may read what, applied on every `db migrate` (so a role created later gets its grants).
 
 The roles come from schemas/audiences.py; deploy/migrations/0005_disclosure.sql makes the
-schemas, views and row-level security policies. This module (re)creates what depends on the
+schemas, views and row-level security policies. Readers get grants on views only, never on a
+table. This module (re)creates what depends on the
 role names, grants each audience its layer, and seeds the Cell Key Method's perturbation table
 from processors/disclosure.py (its one source).
 """
@@ -20,13 +21,7 @@ from schemas.audiences import (
     PUBLIC_SCHEMA,
     REGION_ROLE_PREFIX,
 )
-
-# Tables the exact layer's views read with the reader's own rights (security_invoker); the
-# row-level security policies limit the first four to the reader's regions.
-EXACT_TABLES = ("indicator_values", "indicator_current", "alert_state")
-EXACT_REFERENCE_TABLES = ("regions", "municipalities", "indicator_catalogue")
-# Of the arrivals, only what the exact arrivals view reads (not survey ids).
-EXACT_ARRIVAL_COLUMNS = ("submitted_at", "region_code")
+from schemas.codes import regions
 
 _READABLE_REGIONS = """
 CREATE OR REPLACE FUNCTION exact.readable_regions() RETURNS text[]
@@ -34,7 +29,7 @@ LANGUAGE sql STABLE AS $fn$
     SELECT CASE
         WHEN EXISTS (SELECT 1 FROM pg_roles
                      WHERE rolname = {national} AND pg_has_role(current_user, oid, 'MEMBER'))
-        THEN ARRAY(SELECT region_code FROM public.regions) || 'SE'::text
+        THEN {everything}::text[]
         ELSE ARRAY(SELECT substr(rolname, {skip}) FROM pg_roles
                    WHERE starts_with(rolname, {prefix})
                      AND pg_has_role(current_user, oid, 'MEMBER'))
@@ -74,6 +69,7 @@ def apply(conn: psycopg.Connection) -> None:
                 national=sql.Literal(NATIONAL_ROLE),
                 prefix=sql.Literal(REGION_ROLE_PREFIX),
                 skip=sql.Literal(len(REGION_ROLE_PREFIX) + 1),
+                everything=sql.Literal([*regions(), "SE"]),
             )
         )
         published, exact = sql.Identifier(PUBLIC_SCHEMA), sql.Identifier(EXACT_SCHEMA)
@@ -100,9 +96,6 @@ def apply(conn: psycopg.Connection) -> None:
             cur.execute(
                 sql.SQL("GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA {} TO {}").format(exact, r)
             )
-            tables = sql.SQL(", ").join(
-                sql.Identifier(t) for t in EXACT_TABLES + EXACT_REFERENCE_TABLES
-            )
-            cur.execute(sql.SQL("GRANT SELECT ON {} TO {}").format(tables, r))
-            columns = sql.SQL(", ").join(sql.Identifier(c) for c in EXACT_ARRIVAL_COLUMNS)
-            cur.execute(sql.SQL("GRANT SELECT ({}) ON survey_arrivals TO {}").format(columns, r))
+            # No table grant, ever: the exact views filter by region, and a hypertable's chunks
+            # would inherit a table grant without its row-level security (0005_disclosure.sql).
+            cur.execute(sql.SQL("REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {}").format(r))

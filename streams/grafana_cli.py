@@ -35,24 +35,33 @@ def cmd_grafana(args: argparse.Namespace) -> None:
 
 def push(args: argparse.Namespace) -> None:
     from grafana import push as push_mod
+    from grafana.orgs import orgs
 
     if not args.url:
         raise SystemExit("--url (or GRAFANA_URL) is required")
+    env = os.environ.get
     ds = push_mod.DatasourceSettings(
         host=args.db_host,
         database=args.db_name,
-        user=settings_mod.LOCAL_DB_READER,
-        password=args.db_reader_password,
+        # Each organisation's role password: PALLIWATCH_GRAFANA_DB_PASSWORD_<ORG>, else the
+        # local stack's loopback-only one.
+        passwords={
+            org.key: env(org.password_env) or settings_mod.local_password(org.role)
+            for org in orgs()
+        },
         prometheus_url=args.prometheus_url,
+        sslmode=args.db_sslmode or None,
         timescaledb=not args.no_timescaledb,
     )
-    api = push_mod.connect(args.url, args.token)
+    if not args.user:
+        raise SystemExit("--user and --password (or GRAFANA_USER, GRAFANA_PASSWORD) are required")
+    connect = push_mod.connect(args.url, (args.user, args.password or ""))
     try:
-        changes = push_mod.plan(api, ds, args.base_url or args.url.rstrip("/"))
+        changes = push_mod.plan(connect, ds, args.base_url or args.url.rstrip("/"))
     except Exception as e:  # grafana-client raises its own and niquests' errors
         raise SystemExit(f"Grafana at {args.url} refused or is unreachable: {e}") from e
     for c in changes:
-        print(f"{c.action:6} {c.kind}: {c.name}")
+        print(f"{c.action:6} [{c.org}] {c.kind}: {c.name}")
         if args.dry_run:
             print(c.diff())
     if not changes:
@@ -61,7 +70,10 @@ def push(args: argparse.Namespace) -> None:
     if args.dry_run:
         print(f"dry run: {len(changes)} change(s) not applied")
         return
-    push_mod.apply(changes)
+    try:
+        push_mod.apply(changes)
+    except Exception as e:
+        raise SystemExit(f"Grafana at {args.url} refused a change: {e}") from e
     print(f"applied {len(changes)} change(s)")
 
 
@@ -71,7 +83,13 @@ def register(sub: Any) -> None:
     sp = sub.add_parser("grafana", help="build, check or push dashboards and alert rules")
     sp.add_argument("action", choices=("build", "check", "push"))
     sp.add_argument("--url", default=env("GRAFANA_URL"), help="Grafana base URL (push)")
-    sp.add_argument("--token", default=env("GRAFANA_TOKEN"), help="service account token")
+    sp.add_argument(
+        "--user",
+        default=env("GRAFANA_USER"),
+        help="a Grafana server admin (push creates the organisations and works in each; a "
+        "service-account token cannot: Grafana binds it to one organisation)",
+    )
+    sp.add_argument("--password", default=env("GRAFANA_PASSWORD"), help="its password")
     sp.add_argument("--dry-run", action="store_true", help="print the diff, write nothing")
     sp.add_argument(
         "--base-url",
@@ -86,9 +104,11 @@ def register(sub: Any) -> None:
     )
     sp.add_argument("--db-name", default=settings_mod.LOCAL_DB_NAME)
     sp.add_argument(
-        "--db-reader-password",
-        default=env("PALLIWATCH_DB_READER_PASSWORD", settings_mod.LOCAL_DB_READER_PASSWORD),
-        help="password of the read-only role (sent when the datasource is created or changed)",
+        "--db-sslmode",
+        default=env("PALLIWATCH_GRAFANA_DB_SSLMODE"),
+        choices=("disable", "require", "verify-ca", "verify-full"),
+        help="TLS mode of the PostgreSQL datasources; unset: a new datasource gets disable, an "
+        "existing one keeps its own",
     )
     sp.add_argument(
         "--prometheus-url", default=env("PALLIWATCH_PROMETHEUS_URL", "http://127.0.0.1:9090")

@@ -1,16 +1,22 @@
-"""Every Grafana panel query and every alert query, run on the real PostgreSQL as the read-only
-role against a known scenario written directly into the tables as the writer.
+"""Every Grafana panel query and every alert query, run on the real PostgreSQL as the role of
+the organisation it belongs to (grafana/orgs.py) against a known scenario written directly into
+the tables as the writer: the public organisation's as palliwatch_reader (the public layer), the
+national one's and the alert rules as palliwatch_national (the exact layer), every region
+organisation's as its regional role (row-level security).
 
 Grafana's macros and template variables are expanded by grafana.macros (Grafana's documented
 semantics). The scenario is built so that each alert rule has regions it must flag and regions
 it must not: small regions with wide intervals, n below min_n, suppressed cells, incomplete
-periods, a region with its own target, a change significant at 5 % but not at 1 %.
+periods, a region with its own target, a change significant at 5 % but not at 1 %. Its public
+figures differ from the exact ones (the published n is one more), so each assertion also says
+which layer a panel read.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from contextlib import ExitStack
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -19,7 +25,8 @@ import pytest
 
 from grafana import alerts, dashboards
 from grafana.macros import expand
-from grafana.panels import PG
+from grafana.orgs import Org, national, orgs, public, regional
+from grafana.panels import PG_TYPE
 from schemas.codes import municipalities, regions
 from streams import settings as cfg
 from streams.settings import Settings
@@ -36,9 +43,10 @@ TIME_TO = datetime(2026, 12, 31, 23, 59, 59, tzinfo=UTC)
 ALL_REGIONS = set(regions())
 
 
-def reader_url(s: Settings) -> str:
+def role_url(s: Settings, role: str) -> str:
+    """The test database as a reader role (created by `palliwatch services up`)."""
     base = s.database_url.split("@", 1)[1]
-    return f"postgresql://{cfg.LOCAL_DB_READER}:{cfg.LOCAL_DB_READER_PASSWORD}@{base}"
+    return f"postgresql://{role}:{cfg.local_password(role)}@{base}"
 
 
 def wilson(x: float, n: float) -> tuple[float, float]:
@@ -74,18 +82,27 @@ def row(
     nowcast: float | None = None,
     ci: tuple[float, float] | None = None,
 ) -> dict[str, Any]:
-    """An indicator_values row; a share from x of n gets its value and Wilson interval."""
+    """An indicator_values row; a share from x of n gets its value and Wilson interval. Its
+    public figures: n one more than the exact n (a perturbation the assertions can see), the
+    value and interval from that; a value without n (a count, a level) as it is."""
     if x is not None and n:
         value = x / n
         ci = ci or wilson(x, n)
     if suppressed:
         value, x, n, ci = None, None, None, None
+    pub_n = n + 1 if n else None
+    pub_value = x / pub_n if x is not None and pub_n else value
+    pub_ci = wilson(x, pub_n) if x is not None and pub_n else None
     return {
         "indicator_id": ind, "scope_type": scope, "scope_code": code, "breakdown": breakdown,
         "period_type": period_type, "period_start": _start(period_type, end), "period_end": end,
         "value": value, "numerator": x, "denominator": n, "n": n,
         "ci_low": ci[0] if ci else None, "ci_high": ci[1] if ci else None,
         "suppressed": suppressed, "period_complete": complete, "nowcast": nowcast,
+        "pub_value": None if suppressed else pub_value, "pub_numerator": x,
+        "pub_denominator": pub_n, "pub_n": pub_n,
+        "pub_ci_low": pub_ci[0] if pub_ci else None, "pub_ci_high": pub_ci[1] if pub_ci else None,
+        "pub_suppressed": suppressed,
     }  # fmt: skip
 
 
@@ -178,11 +195,29 @@ def load(s: Settings) -> None:
         conn.execute("INSERT INTO official_deaths VALUES ('01', '2026-01-01', 1500, 'test', now())")
 
 
+# The organisations whose SQL the tests run, each as its own role. A region with data in the
+# scenario and one without.
+CHECKED = ("public", "national", "region-09", "region-01")
+
+
 @pytest.fixture
-def db(isolated: Isolated) -> Iterator[psycopg.Connection]:
+def dbs(isolated: Isolated) -> Iterator[dict[str, psycopg.Connection]]:
+    """Organisation key -> a connection as its audience's role, on the loaded scenario."""
     load(isolated.settings)
-    with psycopg.connect(reader_url(isolated.settings), autocommit=True) as conn:
-        yield conn
+    by_key = {o.key: o for o in orgs()}
+    with ExitStack() as stack:
+        yield {
+            key: stack.enter_context(
+                psycopg.connect(role_url(isolated.settings, by_key[key].role), autocommit=True)
+            )
+            for key in CHECKED
+        }
+
+
+@pytest.fixture
+def db(dbs: dict[str, psycopg.Connection]) -> psycopg.Connection:
+    """The national organisation's connection (exact figures, every scope)."""
+    return dbs["national"]
 
 
 VARIABLES = {
@@ -202,22 +237,23 @@ def run(conn: psycopg.Connection, raw: str, **overrides: str) -> list[dict[str, 
     return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
 
 
-def sql_panels() -> list[tuple[str, str, str]]:
-    """(dashboard uid, panel or variable title, raw SQL) of every PostgreSQL query."""
+def sql_panels(org: Org | None = None) -> list[tuple[str, str, str]]:
+    """(dashboard uid, panel or variable title, raw SQL) of every PostgreSQL query of an
+    organisation's dashboards (the national one's by default)."""
     out = []
-    for d in dashboards.all_dashboards().values():
+    for d in dashboards.org_dashboards(org or national()).values():
         for v in d["templating"]["list"]:
-            if v["type"] == "query" and v["datasource"] == PG:
+            if v["type"] == "query" and v["datasource"]["type"] == PG_TYPE:
                 out.append((d["uid"], f"variable {v['name']}", v["query"]))
         for p in d["panels"]:
             for t in p.get("targets", []):
-                if t["datasource"] == PG:
+                if t["datasource"]["type"] == PG_TYPE:
                     out.append((d["uid"], p["title"], t["rawSql"]))
     return out
 
 
-def panel_sql(uid: str, title_prefix: str) -> str:
-    found = [q for u, title, q in sql_panels() if u == uid and title.startswith(title_prefix)]
+def panel_sql(uid: str, title_prefix: str, org: Org | None = None) -> str:
+    found = [q for u, title, q in sql_panels(org) if u == uid and title.startswith(title_prefix)]
     assert len(found) == 1, (uid, title_prefix, found)
     return found[0]
 
@@ -229,11 +265,11 @@ def alert_queries() -> list[tuple[str, str, str]]:
         for g in alerts.rule_groups()
         for r in g["rules"]
         for q in r["data"]
-        if q["datasourceUid"] == PG["uid"]
+        if q["datasourceUid"] == national().datasource_uid
     ]
 
 
-# ---- every query runs -----------------------------------------------------------------------
+# ---- every query runs, as its organisation's role --------------------------------------------
 
 VARIANTS = [
     {},
@@ -241,18 +277,60 @@ VARIANTS = [
     {"indicator": "registry_coverage", "period_type": "month", "region": "25"},
     {"indicator": "palliative_beds_per_100k", "period_type": "quarter"},
 ]
+DAILY_VARIANT = {"period_type": "rolling_30d"}
 
 
-def test_every_panel_query_runs_as_the_reader(db: psycopg.Connection) -> None:
-    queries = sql_panels()
-    assert len(queries) >= 25
+def _runs(conn: psycopg.Connection, org: Org, variants: list[dict[str, str]]) -> int:
+    queries = sql_panels(org)
     for uid, title, raw in queries:
-        assert "published." in raw, (uid, title)
-        for variant in VARIANTS:
+        for variant in variants:
+            if org.region:  # its own municipalities only
+                variant = {**variant, "municipality": "0980" if org.region == "09" else "0180"}
             try:
-                run(db, raw, **variant)
+                run(conn, raw, **variant)
             except psycopg.Error as e:
-                raise AssertionError(f"{uid} / {title} with {variant}: {e}") from e
+                raise AssertionError(f"{org.key}: {uid} / {title} with {variant}: {e}") from e
+    return len(queries)
+
+
+def test_every_panel_query_runs_as_its_organisations_role(
+    dbs: dict[str, psycopg.Connection],
+) -> None:
+    assert _runs(dbs["public"], public(), VARIANTS) >= 20
+    assert _runs(dbs["national"], national(), VARIANTS + [DAILY_VARIANT]) >= 25
+    for key in ("region-09", "region-01"):
+        org = next(o for o in orgs() if o.key == key)
+        assert _runs(dbs[key], org, VARIANTS + [DAILY_VARIANT]) >= 15
+
+
+def test_every_region_organisations_queries_run_as_its_role(isolated: Isolated) -> None:
+    load(isolated.settings)
+    for code in regions():
+        org = regional(code)
+        with psycopg.connect(role_url(isolated.settings, org.role), autocommit=True) as conn:
+            assert _runs(conn, org, [{}]) >= 15
+
+
+def test_the_roles_hold_each_organisation_to_its_layer(
+    dbs: dict[str, psycopg.Connection],
+) -> None:
+    """What an organisation's datasource could be made to query (any member can send any SQL
+    to it) is what its role may read: the public role no exact figure, a region's role no
+    other region's."""
+    exact_series = panel_sql(dashboards.REGION_UID, "${indicator} in region")
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        run(dbs["public"], exact_series)
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        run(dbs["public"], "SELECT count(*) FROM indicator_values")
+    assert run(dbs["region-09"], exact_series, region="01") == []  # row-level security
+    assert run(dbs["region-09"], exact_series, region="09", period_type="rolling_12m")
+    assert run(dbs["national"], exact_series, region="01")
+    # Every region can still read the public layer (the nation, the others' published figures).
+    public_latest = (
+        "SELECT n FROM published.indicator_latest WHERE scope_code = '01' AND "
+        "indicator_id = 'eol_conversation' AND breakdown = 'all' AND period_type = 'rolling_12m'"
+    )
+    assert run(dbs["region-09"], public_latest) == [{"n": 1001}]
 
 
 def test_every_alert_query_runs_and_returns_labels_and_one_number(
@@ -295,7 +373,8 @@ def test_process_alert_flags_only_statistically_clear_regions(db: psycopg.Connec
     v = values(db, "pw-process-below-target", "QV")
     assert v[("01", "eol_conversation")] == pytest.approx(0.9)
     assert v[("09", "eol_conversation")] is None  # suppressed: an instance, no value, no alert
-    assert values(db, "pw-process-below-target", "QN")[("10", "eol_conversation")] == 4
+    # n = 4 below min_n (artificially not suppressed): an instance with its value, no alert.
+    assert v[("10", "eol_conversation")] == pytest.approx(0.5)
     t = values(db, "pw-process-below-target", "QT")
     assert t[("14", "eol_conversation")] == pytest.approx(0.80)  # the region's own target
     assert t[("01", "eol_conversation")] == pytest.approx(0.98)
@@ -333,7 +412,7 @@ def test_home_death_change_alert_two_proportion_z(db: psycopg.Connection) -> Non
     z = {
         region: value
         for region, value in db.execute(
-            "SELECT region, z FROM published.alert_home_death_change"
+            "SELECT region, z FROM exact.alert_home_death_change"
         ).fetchall()
     }
     assert z["01"] == pytest.approx(0.1 / math.sqrt(0.25 * 0.75 * (2 / 1000)))
@@ -354,13 +433,9 @@ def test_survey_silence_alert(db: psycopg.Connection) -> None:
 
 
 def test_survey_silence_is_quiet_on_an_empty_installation(isolated: Isolated) -> None:
-    with psycopg.connect(reader_url(isolated.settings)) as conn:
-        assert (
-            run(conn, "SELECT count(*) AS n FROM published.survey_silence(7) WHERE breach = 1")[0][
-                "n"
-            ]
-            == 0
-        )
+    with psycopg.connect(role_url(isolated.settings, national().role)) as conn:
+        silent = "SELECT count(*) AS n FROM exact.survey_silence(7) WHERE breach = 1"
+        assert run(conn, silent) == [{"n": 0}]
 
 
 # ---- what the panels show -------------------------------------------------------------------
@@ -465,7 +540,7 @@ def test_structure_dashboard(db: psycopg.Connection) -> None:
     assert rows["03"]["palliative_beds_per_100k status"] == "meets"
     assert rows["01"]["specialist_physicians_per_100k status"] == "meets"
     assert rows["09"]["on_call_24_7_available"] == 1.0
-    spots = run(db, panel_sql(dashboards.STRUCTURE_UID, "White spots in region"), region="09")
+    spots = run(db, panel_sql(dashboards.STRUCTURE_UID, "White spots by"), region="09")
     assert [(r["code"], r["on_call_24_7"], r["consult_team"], r["white_spots"]) for r in spots] == [
         ("0980", True, False, 3)
     ]
@@ -488,3 +563,85 @@ def test_operations_database_panels(db: psycopg.Connection) -> None:
     silent = run(db, panel_sql(dashboards.OPERATIONS_UID, "Regions silent"))
     assert {r["region"] for r in silent if r["breach"] == 1} == ALL_REGIONS - {"01", "12"}
     assert {r["region"]: r["days_silent"] for r in silent}["03"] == 10
+
+
+# ---- the public organisation: the public layer ----------------------------------------------
+
+
+def test_public_dashboards_show_the_public_figures(dbs: dict[str, psycopg.Connection]) -> None:
+    conn, org = dbs["public"], public()
+    rows = {
+        r["code"]: r for r in run(conn, panel_sql(dashboards.OVERVIEW_UID, "Traffic lights", org))
+    }
+    assert rows["01"]["eol_conversation n"] == 1001  # the published n, not the exact 1000
+    assert rows["01"]["eol_conversation"] == pytest.approx(900 / 1001)
+    assert rows["01"]["eol_conversation status"] == "below"
+    assert rows["09"]["eol_conversation status"] == "suppressed"
+    assert rows["09"]["eol_conversation"] is None and rows["09"]["eol_conversation n"] is None
+    series = run(conn, panel_sql(dashboards.REGION_UID, "${indicator} in region", org))
+    assert [r["time"].date() for r in series] == [date(2026, 4, 30), date(2026, 5, 31), E]
+    assert series[-1]["value"] == pytest.approx(900 / 1001)
+    by_sex = run(conn, panel_sql(dashboards.REGION_UID, "By sex", org))
+    assert [(r["sex"], r["n"], r["status"]) for r in by_sex] == [
+        ("female", 501, "below"),
+        ("male", None, "suppressed"),
+    ]
+    munis = run(conn, panel_sql(dashboards.REGION_UID, "Municipalities of region", org))
+    assert next(r for r in munis if r["code"] == "0180")["n"] == 901
+    # Coverage without the nowcast (not in the public layer).
+    cov = run(conn, panel_sql(dashboards.REGION_UID, "Registry coverage", org), region="03")
+    assert [set(r) for r in cov][0] == {
+        "time", "coverage (complete period)", "coverage so far", "target",
+    }  # fmt: skip
+    assert [(r["time"].date(), r["coverage so far"]) for r in cov] == [
+        (C, None),
+        (E, pytest.approx(1200 / 3001)),
+    ]
+    structure = {
+        r["code"]: r for r in run(conn, panel_sql(dashboards.STRUCTURE_UID, "Structure per", org))
+    }
+    assert structure["01"]["palliative_beds_per_100k"] == 5.0
+
+
+# ---- a region's organisation: its region, exactly -------------------------------------------
+
+
+def test_region_organisation_shows_its_own_region_exactly(
+    dbs: dict[str, psycopg.Connection],
+) -> None:
+    conn, org = dbs["region-09"], regional("09")
+    series = run(conn, panel_sql(dashboards.REGION_UID, "${indicator} in region", org))
+    assert [r["value"] for r in series] == [pytest.approx(0.8), None]  # exact; E suppressed
+    status = run(conn, panel_sql(dashboards.REGION_UID, "Status per period", org))
+    assert [r["status"] for r in status] == ["below", "suppressed"]
+    munis = run(conn, panel_sql(dashboards.REGION_UID, "Municipalities of region", org))
+    assert {r["code"] for r in munis} == {
+        m for m, x in municipalities().items() if x.region_code == "09"
+    }
+    muni = run(conn, panel_sql(dashboards.REGION_UID, "${indicator} in municipality", org),
+               municipality="0980")  # fmt: skip
+    assert [(r["value"]) for r in muni] == [pytest.approx(0.8)]
+    spec = run(conn, panel_sql(dashboards.REGION_UID, "Need vs received", org))
+    assert [(r["need"], r["received"]) for r in spec] == [(150.0, None)]
+    checks = run(conn, panel_sql(dashboards.REGION_UID, "Alert checks", org))
+    assert {r["indicator"] for r in checks} == {"eol_conversation"}  # its own row only
+    variable = next(q for u, t, q in sql_panels(org) if t == "variable municipality")
+    assert {r["__value"] for r in run(conn, variable)} == {"0980"}
+    structure = run(conn, panel_sql(dashboards.STRUCTURE_UID, "Structure in region", org))
+    assert [(r["code"], r["on_call_24_7_available"]) for r in structure] == [("09", 1.0)]
+    units = run(conn, panel_sql(dashboards.STRUCTURE_UID, "Open units", org))
+    assert [u["name"] for u in units] == ["Gotland on-call"]
+
+
+def test_a_region_organisations_role_reads_no_other_region(
+    dbs: dict[str, psycopg.Connection],
+) -> None:
+    """Region 01's organisation shows its rows; the same SQL with another region written in
+    returns nothing for its role (row-level security, not only the literal in the SQL)."""
+    conn, org = dbs["region-01"], regional("01")
+    series = run(conn, panel_sql(dashboards.REGION_UID, "${indicator} in region", org))
+    assert series[-1]["value"] == pytest.approx(0.9)
+    gotland = panel_sql(dashboards.REGION_UID, "${indicator} in region", org).replace(
+        "'01'", "'09'"
+    )
+    assert run(conn, gotland) == []

@@ -5,8 +5,9 @@
 --              with the Cell Key Method (processors/disclosure.py, docs/indicators.md), no daily
 --              rolling windows, no nowcast, arrivals perturbed and suppressed under 5.
 -- exact.*      the exact figures and the alert views, for the national registry operator and
---              each region's quality leads; row-level security on the tables shows a regional
---              role its own region and its municipalities only.
+--              each region's quality leads: a regional role reads its own region and its
+--              municipalities only, filtered by region in the views and by row-level security
+--              on the tables (below).
 -- Roles, grants and the policies' role names are applied by `db migrate` on every run
 -- (processors/access.py, from schemas/audiences.py), so a role created later gets its grants.
 
@@ -147,28 +148,41 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $fn$
     SELECT CASE WHEN length(p_code) = 4 THEN left(p_code, 2) ELSE p_code END
 $fn$;
 
--- exact.readable_regions() (the regions the current role may read exactly) is created by
--- processors/access.py from schemas/audiences.py's role names; this placeholder reads nothing.
+-- exact.readable_regions(): the regions the current role may read exactly ('SE' for the
+-- nation). Made by processors/access.py from schemas/audiences.py's role names; this
+-- placeholder reads nothing until then.
 CREATE OR REPLACE FUNCTION exact.readable_regions() RETURNS text[]
 LANGUAGE sql STABLE AS $fn$ SELECT '{}'::text[] $fn$;
 
+-- Who reads which region is decided in the database, twice over:
+-- 1. The exact views are owned by the schema owner and filter every row by the *querying*
+--    role's regions (current_user inside a view is the reader; security_barrier keeps a
+--    reader's own functions from seeing rows before the filter). Readers get no grant on any
+--    table: on TimescaleDB a hypertable's chunks inherit its grants but not its row-level
+--    security policies, so a table grant would let a reader query the chunks around them.
+-- 2. Row-level security policies on the tables hold the same rule, for any role that is ever
+--    given a table grant (the owner, that is the worker and migrations, is exempt). TimescaleDB
+--    refuses row-level security on a compressed hypertable: there the arrivals rely on 1.
+-- (SELECT ...)::text[] makes the role's regions one initplan per query, not a call per row.
 ALTER TABLE indicator_values ENABLE ROW LEVEL SECURITY;
 ALTER TABLE indicator_current ENABLE ROW LEVEL SECURITY;
 ALTER TABLE alert_state ENABLE ROW LEVEL SECURITY;
-ALTER TABLE survey_arrivals ENABLE ROW LEVEL SECURITY;
--- The owner (migrations, the worker today) is not subject to these; every other role sees only
--- what a policy grants it. (SELECT ...) makes the role's regions one initplan per query.
 CREATE POLICY exact_by_region ON indicator_values FOR SELECT
     USING (exact.scope_region(scope_code) = ANY ((SELECT exact.readable_regions())::text[]));
 CREATE POLICY exact_by_region ON indicator_current FOR SELECT
     USING (exact.scope_region(scope_code) = ANY ((SELECT exact.readable_regions())::text[]));
 CREATE POLICY exact_by_region ON alert_state FOR SELECT
     USING (exact.scope_region(scope_code) = ANY ((SELECT exact.readable_regions())::text[]));
-CREATE POLICY exact_by_region ON survey_arrivals FOR SELECT
-    USING (region_code = ANY ((SELECT exact.readable_regions())::text[]));
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb') THEN
+        ALTER TABLE survey_arrivals ENABLE ROW LEVEL SECURITY;
+        CREATE POLICY exact_by_region ON survey_arrivals FOR SELECT
+            USING (region_code = ANY ((SELECT exact.readable_regions())::text[]));
+    END IF;
+END $$;
 
--- security_invoker: the reader's own privileges and row-level security apply inside the view.
-CREATE VIEW exact.indicator_series WITH (security_invoker = true) AS
+CREATE VIEW exact.indicator_series WITH (security_barrier = true) AS
 SELECT v.indicator_id, v.scope_type, v.scope_code, v.breakdown, v.period_type, v.period_start,
        v.period_end, v.value, v.numerator, v.denominator, v.n, v.ci_low, v.ci_high,
        v.suppressed, v.period_complete, v.nowcast, v.computed_at,
@@ -177,9 +191,10 @@ SELECT v.indicator_id, v.scope_type, v.scope_code, v.breakdown, v.period_type, v
            AS status
 FROM indicator_values v
 LEFT JOIN LATERAL published.target_for(v.indicator_id, v.scope_type, v.scope_code,
-                                       v.period_end) t ON true;
+                                       v.period_end) t ON true
+WHERE exact.scope_region(v.scope_code) = ANY ((SELECT exact.readable_regions())::text[]);
 
-CREATE VIEW exact.indicator_latest WITH (security_invoker = true) AS
+CREATE VIEW exact.indicator_latest WITH (security_barrier = true) AS
 SELECT v.indicator_id, v.scope_type, v.scope_code, v.breakdown, v.period_type, v.period_start,
        v.period_end, v.value, v.numerator, v.denominator, v.n, v.ci_low, v.ci_high,
        v.suppressed, v.period_complete, v.nowcast, v.computed_at,
@@ -188,33 +203,37 @@ SELECT v.indicator_id, v.scope_type, v.scope_code, v.breakdown, v.period_type, v
            AS status
 FROM indicator_current v
 LEFT JOIN LATERAL published.target_for(v.indicator_id, v.scope_type, v.scope_code,
-                                       v.period_end) t ON true;
+                                       v.period_end) t ON true
+WHERE exact.scope_region(v.scope_code) = ANY ((SELECT exact.readable_regions())::text[]);
 
-CREATE VIEW exact.region_series WITH (security_invoker = true) AS
+CREATE VIEW exact.region_series WITH (security_barrier = true) AS
 SELECT s.*, r.name AS region_name
 FROM exact.indicator_series s JOIN regions r ON r.region_code = s.scope_code
 WHERE s.scope_type = 'region';
 
-CREATE VIEW exact.breakdowns WITH (security_invoker = true) AS
+CREATE VIEW exact.breakdowns WITH (security_barrier = true) AS
 SELECT * FROM exact.indicator_series WHERE breakdown <> 'all';
 
-CREATE VIEW exact.municipality_latest WITH (security_invoker = true) AS
+CREATE VIEW exact.municipality_latest WITH (security_barrier = true) AS
 SELECT l.*, m.name AS municipality_name, m.region_code
 FROM exact.indicator_latest l JOIN municipalities m ON m.municipality_code = l.scope_code
 WHERE l.scope_type = 'municipality';
 
--- From the arrivals themselves (row-level security does not reach into a continuous
--- aggregate), for the last days a dashboard shows.
-CREATE VIEW exact.survey_arrivals_daily WITH (security_invoker = true) AS
+-- From the arrivals themselves (a continuous aggregate cannot be filtered by role), for the
+-- last days a dashboard shows.
+CREATE VIEW exact.survey_arrivals_daily WITH (security_barrier = true) AS
 SELECT date_trunc('day', submitted_at) AS day, region_code, count(*) AS revisions
-FROM survey_arrivals GROUP BY 1, 2;
+FROM survey_arrivals
+WHERE region_code = ANY ((SELECT exact.readable_regions())::text[])
+GROUP BY 1, 2;
 
-CREATE VIEW exact.alert_state WITH (security_invoker = true) AS
+CREATE VIEW exact.alert_state WITH (security_barrier = true) AS
 SELECT rule_id, scope_code, indicator_id, state, severity, since, last_evaluated, value, target
-FROM alert_state;
+FROM alert_state
+WHERE exact.scope_region(scope_code) = ANY ((SELECT exact.readable_regions())::text[]);
 
 -- The alert views of 0004, on the exact figures (same columns).
-CREATE VIEW exact.alert_below_target WITH (security_invoker = true) AS
+CREATE VIEW exact.alert_below_target WITH (security_barrier = true) AS
 SELECT r.region_code AS region, r.name AS region_name, c.indicator_id AS indicator, c.family,
        v.period_end, v.value, v.ci_low, v.ci_high, v.n, c.min_n, v.suppressed,
        v.period_complete, t.comparator, t.value AS target, t.warn_value AS target_warn,
@@ -240,9 +259,10 @@ CROSS JOIN LATERAL (
 ) v
 CROSS JOIN LATERAL published.target_for(c.indicator_id, 'region', r.region_code,
                                         v.period_end) t
-WHERE c.kind IN ('share', 'coverage', 'unmet_share') AND t.value IS NOT NULL;
+WHERE c.kind IN ('share', 'coverage', 'unmet_share') AND t.value IS NOT NULL
+  AND r.region_code = ANY ((SELECT exact.readable_regions())::text[]);
 
-CREATE VIEW exact.alert_structure WITH (security_invoker = true) AS
+CREATE VIEW exact.alert_structure WITH (security_barrier = true) AS
 SELECT r.region_code AS region, r.name AS region_name, c.indicator_id AS indicator, c.family,
        v.period_end, v.value, t.comparator, t.value AS target,
        'warning'::text AS severity,
@@ -257,9 +277,10 @@ JOIN indicator_current v
  AND v.indicator_id = c.indicator_id AND v.period_type = 'month' AND v.breakdown = 'all'
 CROSS JOIN LATERAL published.target_for(c.indicator_id, 'region', r.region_code,
                                         v.period_end) t
-WHERE c.kind = 'per_100k' AND t.value IS NOT NULL;
+WHERE c.kind = 'per_100k' AND t.value IS NOT NULL
+  AND r.region_code = ANY ((SELECT exact.readable_regions())::text[]);
 
-CREATE VIEW exact.alert_home_death_change WITH (security_invoker = true) AS
+CREATE VIEW exact.alert_home_death_change WITH (security_barrier = true) AS
 WITH pairs AS (
     SELECT r.region_code, r.name AS region_name, c.indicator_id, c.family, c.min_n,
            cur.period_end, cur.numerator AS x1, cur.n AS n1, cur.value AS p1,
@@ -278,6 +299,7 @@ WITH pairs AS (
      AND prev.period_end = (date_trunc('month', cur.period_end) - interval '11 months'
                             - interval '1 day')::date
     WHERE c.family = 'place_of_death' AND c.kind = 'share'
+      AND r.region_code = ANY ((SELECT exact.readable_regions())::text[])
 ), tested AS (
     SELECT p.*,
            CASE WHEN NOT p.s1 AND NOT coalesce(p.s0, true) AND p.n1 >= p.min_n
@@ -297,7 +319,7 @@ SELECT region_code AS region, region_name, indicator_id AS indicator, family, pe
 FROM tested;
 
 -- Regions that have sent no survey for p_days days (see 0004), on exact arrivals: a regional
--- role sees its own region only.
+-- role sees its own region only. Runs as the caller: the views it reads do the filtering.
 CREATE OR REPLACE FUNCTION exact.survey_silence(p_days integer)
 RETURNS TABLE (region text, region_name text, last_arrival date, days_silent integer,
                severity text, breach integer)
@@ -311,7 +333,7 @@ LANGUAGE sql STABLE AS $fn$
                    AS days
         FROM published.regions r
         LEFT JOIN last l ON l.region_code = r.region_code
-        WHERE r.region_code = ANY (exact.readable_regions())
+        WHERE r.region_code = ANY ((SELECT exact.readable_regions())::text[])
     )
     SELECT region_code, name, last_day, days, 'warning'::text,
            CASE WHEN days >= p_days THEN 1 ELSE 0 END
