@@ -24,6 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cache
 
+from processors.catalogue import ROLLING_DAYS
 from schemas import audiences
 from schemas.audiences import Audience
 
@@ -66,7 +67,7 @@ EXACT_ONLY_VIEWS = frozenset(
     }
 )
 # Period types absent from the public layer (the daily rolling windows).
-DAILY_PERIOD_TYPES = ("rolling_365d", "rolling_90d", "rolling_30d")
+DAILY_PERIOD_TYPES = tuple(ROLLING_DAYS)
 
 PROM_UID = "palliwatch-prom"
 DB_ENV = "PALLIWATCH_GRAFANA_DB_"

@@ -99,3 +99,33 @@ def apply(conn: psycopg.Connection) -> None:
             # No table grant, ever: the exact views filter by region, and a hypertable's chunks
             # would inherit a table grant without its row-level security (0005_disclosure.sql).
             cur.execute(sql.SQL("REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {}").format(r))
+
+
+def create_roles(conn: psycopg.Connection, passwords: dict[str, str]) -> list[str]:
+    """Create (or set the password of) each reader role, make the exact ones members of the
+    exact group, then grant (``apply``). Needs CREATEROLE; a deployment's own tooling may do
+    this instead. Returns the roles created."""
+    from schemas.audiences import exact_roles
+
+    created = []
+    with conn.transaction():
+        if not _role_exists(conn, EXACT_GROUP):
+            conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(EXACT_GROUP)))
+            created.append(EXACT_GROUP)
+        for role, password in passwords.items():
+            verb = "ALTER" if _role_exists(conn, role) else "CREATE"
+            if verb == "CREATE":
+                created.append(role)
+            conn.execute(
+                sql.SQL(verb + " ROLE {} LOGIN PASSWORD {}").format(
+                    sql.Identifier(role), sql.Literal(password)
+                )
+            )
+            if role in exact_roles():
+                conn.execute(
+                    sql.SQL("GRANT {} TO {}").format(
+                        sql.Identifier(EXACT_GROUP), sql.Identifier(role)
+                    )
+                )
+    apply(conn)
+    return created

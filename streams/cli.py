@@ -47,11 +47,43 @@ def cmd_services(args: argparse.Namespace) -> None:
 def cmd_db(args: argparse.Namespace) -> None:
     from processors.db import DatabaseUnavailable, migrate
 
+    if args.action == "roles":
+        _db_roles()
+        return
     try:
         applied = migrate(settings_mod.load())
     except DatabaseUnavailable as e:
         _fail(str(e), 1)
     print("applied: " + ", ".join(applied) if applied else "database schema is up to date")
+
+
+def _db_roles() -> None:
+    """The reader roles of every audience, with the passwords their Grafana datasources use
+    (the same environment variables), for a database whose owner may create roles."""
+    import psycopg
+
+    from grafana.orgs import orgs
+    from processors import access
+    from processors.db import DatabaseUnavailable, connect
+
+    passwords, missing = {}, []
+    for org in orgs():
+        value = os.environ.get(org.password_env)
+        if value:
+            passwords[org.audience.role] = value
+        else:
+            missing.append(org.password_env)
+    if missing:
+        _fail(f"set the reader roles' passwords first: {', '.join(missing)}", 2)
+    try:
+        with connect(settings_mod.load(), autocommit=True) as conn:
+            created = access.create_roles(conn, passwords)
+    except DatabaseUnavailable as e:
+        _fail(str(e), 1)
+    except psycopg.errors.InsufficientPrivilege as e:
+        _fail(f"the database role may not create roles ({e}): run this as a role with "
+              "CREATEROLE, or create the roles in schemas/audiences.py yourself", 1)  # fmt: skip
+    print(f"reader roles ready ({len(passwords)}); created: {', '.join(created) or 'none'}")
 
 
 def cmd_topics(args: argparse.Namespace) -> None:
@@ -540,7 +572,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=cmd_services)
 
     sp = sub.add_parser("db", help="database administration")
-    sp.add_argument("action", choices=("migrate",))
+    sp.add_argument(
+        "action", choices=("migrate", "roles"),
+        help="migrate: apply migrations and grants; roles: create the reader roles (passwords "
+        "from PALLIWATCH_GRAFANA_DB_PASSWORD_*)",
+    )  # fmt: skip
     sp.set_defaults(func=cmd_db)
 
     sp = sub.add_parser("topics", help="create the catalogue's topics")

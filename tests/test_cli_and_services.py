@@ -58,6 +58,29 @@ def test_unreachable_database_names_the_fix_and_hides_the_password() -> None:
     assert "Traceback" not in r.stderr
 
 
+def _role_passwords() -> dict[str, str]:
+    from grafana.orgs import orgs
+
+    return {org.password_env: f"pw-{org.audience.key}" for org in orgs()}
+
+
+def test_db_roles_names_every_missing_password() -> None:
+    env = {k: "" for k in _role_passwords()}
+    r = run_cli("db", "roles", env=env)
+    assert r.returncode == 2
+    assert "PALLIWATCH_GRAFANA_DB_PASSWORD_PUBLIC" in r.stderr
+    assert "PALLIWATCH_GRAFANA_DB_PASSWORD_REGION_25" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_db_roles_without_createrole_says_what_to_do(isolated: Isolated) -> None:
+    env = {**_role_passwords(), "PALLIWATCH_DATABASE_URL": isolated.settings.database_url}
+    r = run_cli("db", "roles", env=env)
+    assert r.returncode == 1
+    assert "may not create roles" in r.stderr and "CREATEROLE" in r.stderr
+    assert "Traceback" not in r.stderr and "pw-" not in r.stderr
+
+
 def test_simulate_rejects_a_malformed_rate() -> None:
     r = run_cli("simulate", "--rate", "fast")
     assert r.returncode == 2
@@ -117,6 +140,15 @@ def test_compose_file_is_complete_and_binds_loopback_only() -> None:
             continue  # a named volume, not a path on the host
         assert (REPO_ROOT / "deploy" / host_path).resolve().exists(), mount
     assert (REPO_ROOT / "deploy" / "Dockerfile").exists()
+    # The worker needs the deployment's Cell Key Method secret and never carries one itself.
+    secret = compose["services"]["worker"]["environment"]["PALLIWATCH_CELL_KEY_SECRET"]
+    assert secret.startswith("${PALLIWATCH_CELL_KEY_SECRET:?"), secret
+    # The reader roles are made with the passwords Grafana's datasources log in with.
+    migrate_svc = compose["services"]["migrate"]
+    assert "palliwatch db roles" in " ".join(migrate_svc["command"])
+    grafana_env = compose["services"]["grafana"]["environment"]
+    for name in _role_passwords():
+        assert migrate_svc["environment"][name] == grafana_env[name], name
 
 
 # ---- on the real services -------------------------------------------------------------------
