@@ -106,9 +106,7 @@ def run(
     pops: Iterable[Population] = (),
     as_of: date = AS_OF,
 ) -> Rows:
-    return oracle(
-        list(surveys), list(officials), list(units), list(pops), as_of, record_keys=KEYS
-    )
+    return oracle(list(surveys), list(officials), list(units), list(pops), as_of, record_keys=KEYS)
 
 
 def get(
