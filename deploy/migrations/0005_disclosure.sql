@@ -86,13 +86,14 @@ BEGIN
     END IF;
 END $$;
 
--- Public arrivals: perturbed; suppressed under 5, and where a day holds rows stored before
--- record keys existed.
+-- Public arrivals: perturbed; suppressed when the true or the published count is under 5 (as
+-- the shares are), and where a day holds rows stored before record keys existed.
 CREATE VIEW published.survey_arrivals_daily AS
 SELECT day, region_code,
        CASE WHEN NOT suppressed THEN perturbed END AS revisions, suppressed
 FROM (
-    SELECT day, region_code, p AS perturbed, (keyed < revisions OR p < 5) AS suppressed
+    SELECT day, region_code, p AS perturbed,
+           (keyed < revisions OR revisions < 5 OR p < 5) AS suppressed
     FROM survey_arrivals_daily a
     CROSS JOIN LATERAL (SELECT ckm_perturb(a.revisions, a.key_sum) AS p) x
 ) d;
