@@ -82,6 +82,11 @@ def _prepare(base: Settings) -> Run:
         **os.environ,
         "PALLIWATCH_KAFKA_BOOTSTRAP": s.kafka_bootstrap,
         "PALLIWATCH_DATABASE_URL": s.database_url,
+        # The bench's worker has a database of its own (so counts as external): give it the
+        # local stack's secret.
+        "PALLIWATCH_CELL_KEY_SECRET": base.resolved_cell_key_secret().decode(
+            errors="surrogateescape"
+        ),
         "PALLIWATCH_APP_ID": s.app_id,
         "PALLIWATCH_TOPIC_NAMESPACE": s.topic_namespace,
         "PALLIWATCH_WEB_PORT": str(s.web_port),

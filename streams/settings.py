@@ -75,6 +75,13 @@ class Settings:
         """person_ref -> record key. The local stack makes a secret once and keeps it in the
         state directory; a deployment with its own database must set one, since a secret
         that changes changes every published figure (and a guessable one undoes the noise)."""
+        try:
+            return RecordKeys(self.resolved_cell_key_secret())
+        except ValueError as exc:
+            raise SystemExit(f"palliwatch: PALLIWATCH_CELL_KEY_SECRET: {exc}") from exc
+
+    def resolved_cell_key_secret(self) -> bytes:
+        """The secret record_keys() uses (a worker this process starts is given the same)."""
         secret = self.cell_key_secret
         if not secret:
             if self.database_external:
@@ -84,10 +91,7 @@ class Settings:
                     "16 bytes, kept for good (e.g. `openssl rand -hex 32`)"
                 )
             secret = _local_secret(self.state_dir / "cell-key.secret")
-        try:
-            return RecordKeys(secret)
-        except ValueError as exc:
-            raise SystemExit(f"palliwatch: PALLIWATCH_CELL_KEY_SECRET: {exc}") from exc
+        return secret
 
     def as_of(self) -> date:
         """The evaluation date: PALLIWATCH_AS_OF, else today in UTC."""

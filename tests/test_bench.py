@@ -6,7 +6,11 @@ asserted is that each phase ran and reported a figure.
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
+
 import psycopg
+import pytest
 
 from streams.bench import bench_storage
 from streams.settings import Settings
@@ -31,8 +35,14 @@ def test_storage_bench_runs_at_a_tiny_size(local_stack: Settings) -> None:
             conn.execute('DROP DATABASE IF EXISTS "palliwatch_bench_tiny" WITH (FORCE)')
 
 
-def test_pipeline_bench_runs_at_a_tiny_size(local_stack: Settings) -> None:
+def test_pipeline_bench_runs_at_a_tiny_size(
+    local_stack: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As `palliwatch bench pipeline` runs on the local stack: no secret in the environment
+    (its worker, with a database of its own, must be given the local one)."""
     from streams.bench_pipeline import bench_pipeline
 
-    results = bench_pipeline(local_stack, surveys=300, months=3, live_seconds=3.0, rate=20.0)
+    monkeypatch.delenv("PALLIWATCH_CELL_KEY_SECRET")
+    base = dataclasses.replace(local_stack, cell_key_secret=b"", state_dir=tmp_path)
+    results = bench_pipeline(base, surveys=300, months=3, live_seconds=3.0, rate=20.0)
     assert results["backfill_surveys_per_s"] > 0, results
