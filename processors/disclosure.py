@@ -48,7 +48,7 @@ class Row:
     bounds: tuple[int, ...]  # upper bounds, exclusive, in key units; the last is KEY_SPACE
 
 
-def _base_row(count: int) -> list[tuple[int, float]]:
+def _base_row() -> list[tuple[int, float]]:
     return [(e, BASE[abs(e)]) for e in range(-MAX_PERTURBATION, MAX_PERTURBATION + 1)]
 
 
@@ -79,7 +79,7 @@ def _row(count: int) -> Row:
     elif count < MAX_PERTURBATION:
         pairs = _tilted_row(count)
     else:
-        pairs = _base_row(count)
+        pairs = _base_row()
     bounds, running = [], 0.0
     for _, p in pairs:
         running += p
@@ -170,6 +170,14 @@ def public_coverage(registered: int, key: int, official: int, min_n: int) -> Pub
         p / official, float(p), float(official), official,
         None if ci is None else ci[0], None if ci is None else ci[1], False,
     )  # fmt: skip
+
+
+def count_figures(value: float | None) -> PublicFigures:
+    """The public figures of a published count (``received``, ``unmet``): value and
+    numerator, nothing else; None: suppressed."""
+    if value is None:
+        return SUPPRESSED
+    return (float(value), float(value), None, None, None, None, False)
 
 
 def public_received(received: int, key: int, min_n: int) -> int | None:

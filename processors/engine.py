@@ -38,7 +38,7 @@ from processors.core import (
 )
 from processors.disclosure import (
     METHOD,
-    SUPPRESSED,
+    count_figures,
     public_coverage,
     public_received,
     public_share,
@@ -614,13 +614,11 @@ def _official_row(
     if ind.kind == "received":
         kw = dict(value=received, numerator=received, denominator=None, n=None,
                   suppressed=small_received)  # fmt: skip
-        public = SUPPRESSED if p_received is None else (
-            float(p_received), float(p_received), None, None, None, None, False)  # fmt: skip
+        public = count_figures(p_received)
     elif ind.kind == "unmet":
         kw = dict(value=unmet, numerator=unmet, denominator=None, n=None,
                   suppressed=small_received)  # fmt: skip
-        public = SUPPRESSED if p_received is None else (
-            need - p_received, need - p_received, None, None, None, None, False)  # fmt: skip
+        public = count_figures(None if p_received is None else need - p_received)
     else:  # unmet_share
         kw = dict(
             value=_ratio(unmet, need), numerator=unmet, denominator=need, n=official,

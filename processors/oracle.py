@@ -64,7 +64,7 @@ from processors.core import (
     wilson_interval,
 )
 from processors.disclosure import (
-    SUPPRESSED,
+    count_figures,
     public_coverage,
     public_received,
     public_share,
@@ -452,16 +452,15 @@ class _Oracle:
                 ind, scope, TOTAL, period_type, period,
                 value=float(received), numerator=float(received), denominator=None, n=None,
                 suppressed=small_received, **common,
-            ).set_public(SUPPRESSED if p_received is None else (
-                float(p_received), float(p_received), None, None, None, None, False))  # fmt: skip
+            ).set_public(count_figures(p_received))  # fmt: skip
         unmet = need - received
+        p_unmet = None if p_received is None else need - p_received
         if ind.kind == "unmet":
             return _row(
                 ind, scope, TOTAL, period_type, period,
                 value=unmet, numerator=unmet, denominator=None, n=None,
                 suppressed=small_received, **common,
-            ).set_public(SUPPRESSED if p_received is None else (
-                need - p_received, need - p_received, None, None, None, None, False))  # fmt: skip
+            ).set_public(count_figures(p_unmet))  # fmt: skip
         assert ind.kind == "unmet_share", ind.kind
         return _row(
             ind, scope, TOTAL, period_type, period,

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from datetime import UTC, date, datetime
 
 import psycopg
+from psycopg.conninfo import make_conninfo
 
 from processors.core import add_months, month_first_day, month_last_day
 from processors.db import migrate
@@ -206,9 +207,8 @@ def bench_storage(
         results["overview_ms_p95"] = _p(overview, 0.95)
         results["series_ms_median"] = statistics.median(series)
         results["series_ms_p95"] = _p(series, 0.95)
-    national = s.database_url.replace(
-        s.database_url.split("//", 1)[1].split("@", 1)[0],
-        f"{NATIONAL_ROLE}:{local_password(NATIONAL_ROLE)}",
+    national = make_conninfo(
+        s.database_url, user=NATIONAL_ROLE, password=local_password(NATIONAL_ROLE)
     )
     with psycopg.connect(national) as conn:
         exact = []

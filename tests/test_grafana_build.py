@@ -454,9 +454,10 @@ def test_models_load_through_the_grafana_foundation_sdk() -> None:
     """Every dashboard and alert rule parses into the foundation SDK's typed models (Grafana
     11.1's schema: field names and types as Grafana defines them) and comes back with every
     field we set, unchanged: a misspelt or mistyped field would be dropped or coerced."""
-    sdk_dashboard = pytest.importorskip("grafana_foundation_sdk.models.dashboard")
-    sdk_alerting = pytest.importorskip("grafana_foundation_sdk.models.alerting")
-    encoder = pytest.importorskip("grafana_foundation_sdk.cog.encoder").JSONEncoder
+    # A pinned test dependency (pyproject.toml): imported, never skipped.
+    from grafana_foundation_sdk.cog.encoder import JSONEncoder as encoder
+    from grafana_foundation_sdk.models import alerting as sdk_alerting
+    from grafana_foundation_sdk.models import dashboard as sdk_dashboard
 
     def round_trip(model: Any) -> Any:
         return json.loads(json.dumps(model, cls=encoder))
