@@ -16,8 +16,10 @@ from streams.topics import TopicSpec
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
-LOCAL_KAFKA_PORT = 19092
-LOCAL_KAFKA_CONTROLLER_PORT = 19093
+# The local stack's loopback ports; a second checkout (or a test that needs a stack of its own)
+# moves them with these variables.
+LOCAL_KAFKA_PORT = int(os.environ.get("PALLIWATCH_LOCAL_KAFKA_PORT", "19092"))
+LOCAL_KAFKA_CONTROLLER_PORT = int(os.environ.get("PALLIWATCH_LOCAL_KAFKA_CONTROLLER_PORT", "19093"))
 # The worker's state layout (its tables and internal topics). The default app id names it: a
 # release that changes the layout starts a new consumer group with its own changelogs and
 # internal topics, which rebuilds every indicator from the retained contract topics instead of
@@ -25,7 +27,7 @@ LOCAL_KAFKA_CONTROLLER_PORT = 19093
 # layout 3: every counter carries the key sum of the Cell Key Method).
 STATE_LAYOUT = 3
 DEFAULT_APP_ID = f"palliwatch-s{STATE_LAYOUT}"
-LOCAL_PG_PORT = 54329
+LOCAL_PG_PORT = int(os.environ.get("PALLIWATCH_LOCAL_PG_PORT", "54329"))
 LOCAL_DB_NAME = "palliwatch"
 LOCAL_DB_WRITER = "palliwatch_writer"
 LOCAL_DB_READER = "palliwatch_reader"
