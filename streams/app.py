@@ -38,7 +38,7 @@ from processors.validation import DeadLetter, Reason, canonical, parse
 from schemas.codes import regions
 from schemas.identity import fold
 from schemas.models import DeathSurvey, OfficialDeaths
-from streams import faust_fixes, topics
+from streams import faust_fixes, kafka_clients, topics
 from streams.failures import guarded, inject, internal_error
 from streams.settings import load
 
@@ -100,7 +100,10 @@ app = faust.App(
     store="memory://",
     datadir=str(settings.state_dir / "faust"),
     topic_partitions=settings.partitions,
-    topic_replication_factor=1,
+    # Changelogs and Faust's own topics get the deployment's replication (contract and internal
+    # topics get it from `topics create`); min.insync.replicas below, per table.
+    topic_replication_factor=settings.kafka_replication_factor,
+    broker_credentials=kafka_clients.faust_credentials(settings),
     consumer_auto_offset_reset="earliest",
     broker_commit_interval=settings.commit_interval_seconds,
     broker_session_timeout=settings.session_timeout_seconds,
@@ -185,6 +188,7 @@ def _table(name: str, cls: type[SourceKeyedTable] = SourceKeyedTable) -> Any:
             key_type=bytes,
             value_type=bytes,
             partitions=settings.partitions,
+            extra_topic_configs={"min.insync.replicas": settings.kafka_min_insync_replicas},
         )
     )
 

@@ -36,6 +36,7 @@ import orjson
 import psycopg
 
 from processors.db import drop_database, migrate
+from streams import kafka_clients
 from streams.kafka_admin import delete_topics, ensure_topics
 from streams.settings import REPO_ROOT, Settings
 from streams.topics import (
@@ -136,10 +137,10 @@ def _rss_kib(pid: int, field: str) -> int:
 
 def _group_done(s: Settings, topics: list[str]) -> bool:
     """Has the worker's consumer group committed every partition of ``topics`` to its end?"""
-    from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+    from kafka import TopicPartition
 
-    admin = KafkaAdminClient(bootstrap_servers=s.kafka_bootstrap)
-    consumer = KafkaConsumer(bootstrap_servers=s.kafka_bootstrap)
+    admin = kafka_clients.admin(s)
+    consumer = kafka_clients.consumer(s)
     try:
         committed = admin.list_group_offsets({s.app_id: None}).get(s.app_id, {})
         parts = [
@@ -163,7 +164,7 @@ async def _raw_consume_rate(s: Settings, topic: str, expected: int) -> tuple[flo
 
     consumer = AIOKafkaConsumer(
         topic,
-        bootstrap_servers=s.kafka_bootstrap,
+        **kafka_clients.aiokafka_options(s),
         group_id=None,
         auto_offset_reset="earliest",
         enable_auto_commit=False,

@@ -151,7 +151,7 @@ def run_live(rate: float, duration: float | None, seed: int, quiet: bool = False
 
     import orjson
 
-    from streams.producer import make_producer, record_key
+    from streams.producer import make_producer, raise_failed, record_key
     from streams.simulator import SurveyFactory, live_id_prefix
     from streams.topics import DEATH_SURVEYS
 
@@ -159,6 +159,7 @@ def run_live(rate: float, duration: float | None, seed: int, quiet: bool = False
     producer = make_producer(s)
     factory = SurveyFactory(seed=seed, id_prefix=live_id_prefix(time.time()))
     recent: deque[dict[str, Any]] = deque(maxlen=1000)
+    failures: list[BaseException] = []
     sent = 0
     started = time.monotonic()
     try:
@@ -179,10 +180,11 @@ def run_live(rate: float, duration: float | None, seed: int, quiet: bool = False
                         s.topic(DEATH_SURVEYS),
                         key=record_key(DEATH_SURVEYS, rec),
                         value=orjson.dumps(rec),
-                    )
+                    ).add_errback(failures.append)
                     sent += 1
                 recent.append(survey)
             producer.flush()
+            raise_failed(failures, s, s.topic(DEATH_SURVEYS))
             if not quiet and sent and sent % (max(1, round(rate)) * 10) < max(1, round(rate)):
                 print(f"[simulate] {sent} surveys sent", flush=True)
             time.sleep(max(0.0, 1.0 - (time.monotonic() - tick)))
@@ -645,7 +647,16 @@ def main(argv: list[str] | None = None) -> None:
     # kafka-python logs every reconnect attempt at ERROR; our own messages say what to do.
     logging.getLogger("kafka").setLevel(logging.CRITICAL)
     args = build_parser().parse_args(argv)
-    args.func(args)
+    from kafka.errors import KafkaError
+
+    from streams.kafka_clients import KafkaUnavailable, explain
+
+    try:
+        args.func(args)
+    except KafkaUnavailable as e:
+        _fail(str(e), 1)
+    except KafkaError as e:  # a refusal no command expected: still one line, naming the fix
+        _fail(explain(e, settings_mod.load()), 1)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
 from processors.validation import Reason
-from streams.kafka_admin import require_reachable
+from streams import kafka_clients
 from streams.producer import make_producer
 from streams.settings import Settings
 from streams.topics import DEAD_LETTER
@@ -40,10 +40,9 @@ class DeadLetterSummary:
 def _consumer(
     settings: Settings, group_id: str | None
 ) -> tuple[KafkaConsumer, list[TopicPartition]]:
-    require_reachable(settings)
     topic = settings.topic(DEAD_LETTER)
-    consumer = KafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap.split(","),
+    consumer = kafka_clients.consumer(
+        settings,
         group_id=group_id,
         enable_auto_commit=False,
         auto_offset_reset="earliest",

@@ -1,5 +1,6 @@
 """Fixes for faust-streaming 0.15.3's offset handling: commits on compacted topics
-(``new_offset``) and partitions never committed after a rebalance (``perform_seek``).
+(``new_offset``) and partitions never committed after a rebalance (``perform_seek``); and its
+producer made idempotent outside transactions too (``_idempotent_settings``).
 
 Faust commits a partition up to the first gap in the offsets its agents acked, counting as acked
 the holes it saw while fetching (offsets that compaction removed). Around those holes its
@@ -27,6 +28,7 @@ from __future__ import annotations
 from typing import Any
 
 from faust.transport import consumer as faust_consumer
+from faust.transport.drivers import aiokafka as faust_aiokafka
 
 
 def new_offset(self: Any, tp: Any) -> int | None:
@@ -83,6 +85,13 @@ async def perform_seek(self: Any) -> None:
     )
 
 
+def _idempotent_settings(self: Any) -> dict[str, Any]:
+    """Faust's producer asks for idempotence only inside transactions; ours always does: a
+    send retried after a lost acknowledgement (a broker failing over) is then written once."""
+    return {"acks": "all", "enable_idempotence": True}
+
+
 def apply() -> None:
+    faust_aiokafka.Producer._settings_extra = _idempotent_settings  # type: ignore[method-assign,assignment]
     faust_consumer.Consumer._new_offset = new_offset  # type: ignore[method-assign]
     faust_consumer.ThreadDelegateConsumer.perform_seek = perform_seek  # type: ignore[method-assign]

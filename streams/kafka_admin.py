@@ -3,65 +3,43 @@
 from __future__ import annotations
 
 import logging
-import socket
 import time
 
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
+from streams import kafka_clients
+from streams.kafka_clients import KafkaUnavailable, require_reachable, unreachable_message
 from streams.settings import Settings
-from streams.topics import CATALOGUE
+from streams.topics import CATALOGUE, TopicSpec
+
+__all__ = ["KafkaUnavailable", "admin_client", "ensure_topics", "require_reachable",
+           "unreachable_message"]  # fmt: skip
 
 log = logging.getLogger(__name__)
 
 
-class KafkaUnavailable(RuntimeError):
-    pass
-
-
-def unreachable_message(settings: Settings) -> str:
-    return (
-        f"Kafka not reachable at {settings.kafka_bootstrap}: run `palliwatch services up` "
-        "or set PALLIWATCH_KAFKA_BOOTSTRAP"
-    )
-
-
-def require_reachable(settings: Settings) -> None:
-    """Fail fast, naming the fix, when no bootstrap server accepts a TCP connection."""
-    for hostport in settings.kafka_bootstrap.split(","):
-        host, _, port = hostport.strip().rpartition(":")
-        try:
-            with socket.create_connection((host, int(port)), timeout=2):
-                return
-        except (OSError, ValueError):
-            continue
-    raise KafkaUnavailable(unreachable_message(settings))
-
-
 def admin_client(settings: Settings, timeout_s: float = 10.0) -> KafkaAdminClient:
-    require_reachable(settings)
-    try:
-        return KafkaAdminClient(
-            bootstrap_servers=settings.kafka_bootstrap.split(","),
-            client_id="palliwatch-admin",
-            request_timeout_ms=int(timeout_s * 1000),
-        )
-    except (KafkaError, OSError) as e:
-        raise KafkaUnavailable(unreachable_message(settings)) from e
+    return kafka_clients.admin(settings, timeout_s)
+
+
+def topic_configs(settings: Settings, spec: TopicSpec) -> dict[str, str]:
+    """The catalogue's configuration plus the deployment's min.insync.replicas."""
+    return {**spec.config(), "min.insync.replicas": str(settings.kafka_min_insync_replicas)}
 
 
 def ensure_topics(settings: Settings) -> list[str]:
     """Create every catalogue topic that is missing; return the names created."""
     admin = admin_client(settings)
     try:
-        existing = set(admin.list_topics())
+        existing = _list_topics(admin, settings)
         wanted = [
             NewTopic(
                 name=settings.topic(t),
                 num_partitions=t.partitions or settings.partitions,
-                replication_factor=1,
-                topic_configs=t.config(),
+                replication_factor=settings.kafka_replication_factor,
+                topic_configs=topic_configs(settings, t),
             )
             for t in CATALOGUE
             if settings.topic(t) not in existing
@@ -73,6 +51,8 @@ def ensure_topics(settings: Settings) -> list[str]:
                 created.append(nt.name)
             except TopicAlreadyExistsError:
                 pass  # another process created it in between: fine
+            except KafkaError as e:
+                raise KafkaUnavailable(kafka_clients.explain(e, settings, nt.name)) from e
         # A new topic reaches the broker's metadata a moment after creation; wait for it so the
         # caller's producers and consumers find every topic.
         names = {settings.topic(t) for t in CATALOGUE}
@@ -85,6 +65,13 @@ def ensure_topics(settings: Settings) -> list[str]:
         return created
     finally:
         admin.close()
+
+
+def _list_topics(admin: KafkaAdminClient, settings: Settings) -> set[str]:
+    try:
+        return set(admin.list_topics())
+    except KafkaError as e:
+        raise KafkaUnavailable(kafka_clients.explain(e, settings)) from e
 
 
 def delete_topics(settings: Settings, names: list[str]) -> None:

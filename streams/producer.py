@@ -7,27 +7,16 @@ from typing import Any
 
 import orjson
 from kafka import KafkaProducer
-from kafka.errors import KafkaError
 
-from streams.kafka_admin import KafkaUnavailable, require_reachable, unreachable_message
+from streams import kafka_clients
+from streams.kafka_clients import KafkaUnavailable
 from streams.settings import Settings
 from streams.topics import TopicSpec
 
 
 def make_producer(settings: Settings) -> KafkaProducer:
-    require_reachable(settings)
-    try:
-        return KafkaProducer(
-            bootstrap_servers=settings.kafka_bootstrap.split(","),
-            client_id="palliwatch-producer",
-            acks="all",
-            linger_ms=10,
-            batch_size=256 * 1024,
-            max_request_size=2 * 1024 * 1024,
-            retries=10,
-        )
-    except (KafkaError, OSError) as e:
-        raise KafkaUnavailable(unreachable_message(settings)) from e
+    """The CLI's and the simulator's producer (idempotent, acks=all: streams/kafka_clients.py)."""
+    return kafka_clients.producer(settings)
 
 
 def record_key(topic: TopicSpec, record: dict[str, Any]) -> bytes:
@@ -45,10 +34,22 @@ def send_records(
     """Send records with their catalogue keys; flush; return how many were sent."""
     n = 0
     name = settings.topic(topic)
+    failures: list[BaseException] = []
     for record in records:
-        producer.send(name, key=record_key(topic, record), value=orjson.dumps(record))
+        send = producer.send(name, key=record_key(topic, record), value=orjson.dumps(record))
+        send.add_errback(failures.append)
         n += 1
         if on_sent is not None:
             on_sent(record)
     producer.flush()
+    raise_failed(failures, settings, name)
     return n
+
+
+def raise_failed(failures: list[BaseException], settings: Settings, topic: str) -> None:
+    """A send the broker refused (after the producer's retries) is never silently dropped."""
+    if failures:
+        raise KafkaUnavailable(
+            f"{len(failures)} records not written: "
+            + kafka_clients.explain(failures[0], settings, topic)
+        )

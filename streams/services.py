@@ -225,19 +225,18 @@ def kafka_up(settings: Settings, timeout_s: float = 90.0) -> None:
 
 
 def _kafka_answers(settings: Settings) -> bool:
-    from kafka import KafkaAdminClient
     from kafka.errors import KafkaError
 
+    from streams import kafka_clients
+
     try:
-        admin = KafkaAdminClient(
-            bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=3000
-        )
+        admin = kafka_clients.admin(settings, timeout_s=3)
         try:
             admin.list_topics()
             return True
         finally:
             admin.close()
-    except (KafkaError, OSError, ValueError):
+    except (KafkaError, OSError, ValueError, kafka_clients.KafkaUnavailable):
         return False
 
 

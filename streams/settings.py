@@ -7,7 +7,7 @@ and `palliwatch services up` starts nothing for it.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -41,6 +41,42 @@ def local_password(role: str) -> str:
     return f"{role}_local"
 
 
+KAFKA_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+KAFKA_SASL_MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN")
+
+
+@dataclass(frozen=True)
+class KafkaSecurity:
+    """How every Kafka client authenticates and encrypts (streams/kafka_clients.py turns this
+    into each library's options). SSL with a certificate and key is mutual TLS."""
+
+    protocol: str = "PLAINTEXT"
+    sasl_mechanism: str = ""
+    sasl_username: str = ""
+    sasl_password: str = field(default="", repr=False)
+    ssl_cafile: str = ""  # empty: the system's trusted CAs
+    ssl_certfile: str = ""  # the client certificate (mutual TLS)
+    ssl_keyfile: str = ""
+    ssl_key_password: str = field(default="", repr=False)
+    ssl_check_hostname: bool = True
+
+    @property
+    def uses_sasl(self) -> bool:
+        return self.protocol.startswith("SASL_")
+
+    @property
+    def uses_tls(self) -> bool:
+        return self.protocol in ("SSL", "SASL_SSL")
+
+    def principal(self) -> str:
+        """Who the broker sees, for messages: the SASL user, the client certificate, or none."""
+        if self.uses_sasl:
+            return f"user {self.sasl_username!r}"
+        if self.ssl_certfile:
+            return f"the client certificate {self.ssl_certfile}"
+        return "an anonymous client"
+
+
 @dataclass(frozen=True)
 class Settings:
     kafka_bootstrap: str
@@ -72,6 +108,11 @@ class Settings:
     # The Cell Key Method's secret (docs/indicators.md), from PALLIWATCH_CELL_KEY_SECRET or the
     # file PALLIWATCH_CELL_KEY_SECRET_FILE; empty: see record_keys().
     cell_key_secret: bytes = b""
+    kafka_security: KafkaSecurity = KafkaSecurity()
+    # Every topic palliwatch creates (contract, internal and Faust's changelogs) gets these;
+    # production: 3 and 2, so a broker may fail without losing a write (README, Configuration).
+    kafka_replication_factor: int = 1
+    kafka_min_insync_replicas: int = 1
 
     def record_keys(self) -> RecordKeys:
         """person_ref -> record key. The local stack makes a secret once and keeps it in the
@@ -114,6 +155,7 @@ def load() -> Settings:
     env = os.environ
     state_dir = Path(env.get("PALLIWATCH_STATE_DIR", REPO_ROOT / ".palliwatch")).resolve()
     kafka = env.get("PALLIWATCH_KAFKA_BOOTSTRAP")
+    replication, min_insync = _kafka_replication(env)
     db = env.get("PALLIWATCH_DATABASE_URL")
     return Settings(
         kafka_bootstrap=kafka or f"127.0.0.1:{LOCAL_KAFKA_PORT}",
@@ -139,7 +181,80 @@ def load() -> Settings:
         db_statement_timeout_seconds=_seconds(env, "PALLIWATCH_DB_STATEMENT_TIMEOUT_SECONDS", 120),
         session_timeout_seconds=_seconds(env, "PALLIWATCH_SESSION_TIMEOUT_SECONDS", 60),
         cell_key_secret=_secret(env, "PALLIWATCH_CELL_KEY_SECRET"),
+        kafka_security=_kafka_security(env),
+        kafka_replication_factor=replication,
+        kafka_min_insync_replicas=min_insync,
     )
+
+
+def _kafka_replication(env: os._Environ[str]) -> tuple[int, int]:
+    replication = _count(env, "PALLIWATCH_KAFKA_REPLICATION_FACTOR", 1)
+    min_insync = _count(env, "PALLIWATCH_KAFKA_MIN_INSYNC_REPLICAS", 1)
+    if min_insync > replication:
+        raise SystemExit(
+            f"palliwatch: PALLIWATCH_KAFKA_MIN_INSYNC_REPLICAS={min_insync} is more than "
+            f"PALLIWATCH_KAFKA_REPLICATION_FACTOR={replication}: no write could succeed "
+            "(production: 3 and 2)"
+        )
+    return replication, min_insync
+
+
+def _count(env: os._Environ[str], name: str, default: int) -> int:
+    text = env.get(name) or str(default)
+    if not text.isdigit() or int(text) < 1:
+        raise SystemExit(f"palliwatch: {name}={text!r} is not a whole number of at least 1")
+    return int(text)
+
+
+def _kafka_security(env: os._Environ[str]) -> KafkaSecurity:
+    protocol = env.get("PALLIWATCH_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT").upper()
+    if protocol not in KAFKA_PROTOCOLS:
+        raise SystemExit(
+            f"palliwatch: PALLIWATCH_KAFKA_SECURITY_PROTOCOL={protocol!r} is not one of "
+            + ", ".join(KAFKA_PROTOCOLS)
+        )
+    sec = KafkaSecurity(
+        protocol=protocol,
+        sasl_mechanism=env.get("PALLIWATCH_KAFKA_SASL_MECHANISM", "").upper(),
+        sasl_username=env.get("PALLIWATCH_KAFKA_SASL_USERNAME", ""),
+        sasl_password=_secret(env, "PALLIWATCH_KAFKA_SASL_PASSWORD").decode(),
+        ssl_cafile=env.get("PALLIWATCH_KAFKA_SSL_CAFILE", ""),
+        ssl_certfile=env.get("PALLIWATCH_KAFKA_SSL_CERTFILE", ""),
+        ssl_keyfile=env.get("PALLIWATCH_KAFKA_SSL_KEYFILE", ""),
+        ssl_key_password=_secret(env, "PALLIWATCH_KAFKA_SSL_KEY_PASSWORD").decode(),
+        ssl_check_hostname=env.get("PALLIWATCH_KAFKA_SSL_CHECK_HOSTNAME", "true").lower()
+        not in ("0", "false", "no"),
+    )
+    if sec.uses_sasl:
+        if sec.sasl_mechanism not in KAFKA_SASL_MECHANISMS:
+            raise SystemExit(
+                f"palliwatch: PALLIWATCH_KAFKA_SECURITY_PROTOCOL={protocol} needs "
+                "PALLIWATCH_KAFKA_SASL_MECHANISM, one of " + ", ".join(KAFKA_SASL_MECHANISMS)
+            )
+        if not sec.sasl_username or not sec.sasl_password:
+            raise SystemExit(
+                f"palliwatch: PALLIWATCH_KAFKA_SECURITY_PROTOCOL={protocol} needs "
+                "PALLIWATCH_KAFKA_SASL_USERNAME and PALLIWATCH_KAFKA_SASL_PASSWORD "
+                "(or PALLIWATCH_KAFKA_SASL_PASSWORD_FILE)"
+            )
+    if sec.ssl_certfile and not sec.ssl_keyfile:
+        raise SystemExit(
+            "palliwatch: PALLIWATCH_KAFKA_SSL_CERTFILE needs PALLIWATCH_KAFKA_SSL_KEYFILE "
+            "(the client certificate's private key)"
+        )
+    for name, path in (
+        ("PALLIWATCH_KAFKA_SSL_CAFILE", sec.ssl_cafile),
+        ("PALLIWATCH_KAFKA_SSL_CERTFILE", sec.ssl_certfile),
+        ("PALLIWATCH_KAFKA_SSL_KEYFILE", sec.ssl_keyfile),
+    ):
+        if path and not sec.uses_tls:
+            raise SystemExit(
+                f"palliwatch: {name} is set but PALLIWATCH_KAFKA_SECURITY_PROTOCOL={protocol} "
+                "does not use TLS: set it to SSL or SASL_SSL"
+            )
+        if path and not os.access(path, os.R_OK):
+            raise SystemExit(f"palliwatch: {name}={path!r} cannot be read")
+    return sec
 
 
 def _secret(env: os._Environ[str], name: str) -> bytes:

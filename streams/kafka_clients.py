@@ -1,0 +1,265 @@
+"""Every Kafka client palliwatch makes, configured in one place from Settings.kafka_security.
+
+kafka-python (the admin, the producers of the CLI and the simulator, `dlq`, the benches) and
+aiokafka (the Faust worker, a bench) take the same TLS context and SASL options, so PLAINTEXT,
+SSL (mutual TLS with a client certificate), SASL_PLAINTEXT and SASL_SSL (SCRAM-SHA-256/512,
+PLAIN) reach every client alike. A refusal by the broker becomes one line naming what to set or
+grant (`explain`), never a stack trace or a hang.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import ssl
+from collections.abc import Iterator
+from typing import Any
+
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka import errors as kerrors
+
+from streams.settings import KafkaSecurity, Settings
+
+
+class KafkaUnavailable(RuntimeError):
+    """Kafka cannot be used: not reachable, or it refused us (the message says what to do)."""
+
+
+def unreachable_message(settings: Settings) -> str:
+    return (
+        f"Kafka not reachable at {settings.kafka_bootstrap}: run `palliwatch services up` "
+        "or set PALLIWATCH_KAFKA_BOOTSTRAP"
+    )
+
+
+def require_reachable(settings: Settings) -> None:
+    """Fail fast, naming the fix, when no bootstrap server accepts a TCP connection."""
+    for hostport in settings.kafka_bootstrap.split(","):
+        host, _, port = hostport.strip().rpartition(":")
+        try:
+            with socket.create_connection((host, int(port)), timeout=2):
+                return
+        except (OSError, ValueError):
+            continue
+    raise KafkaUnavailable(unreachable_message(settings))
+
+
+def ssl_context(sec: KafkaSecurity) -> ssl.SSLContext | None:
+    """The TLS context of SSL and SASL_SSL (None otherwise): the CA file or the system's CAs,
+    host name checked unless switched off, the client certificate when given (mutual TLS)."""
+    if not sec.uses_tls:
+        return None
+    try:
+        ctx = ssl.create_default_context(cafile=sec.ssl_cafile or None)
+        ctx.check_hostname = sec.ssl_check_hostname
+        if sec.ssl_certfile:
+            ctx.load_cert_chain(
+                sec.ssl_certfile, sec.ssl_keyfile or None, sec.ssl_key_password or None
+            )
+    except (ssl.SSLError, OSError) as exc:
+        raise SystemExit(
+            "palliwatch: the Kafka TLS files cannot be used (PALLIWATCH_KAFKA_SSL_CAFILE, "
+            f"_CERTFILE, _KEYFILE, _KEY_PASSWORD): {exc}"
+        ) from exc
+    return ctx
+
+
+def auth_options(settings: Settings) -> dict[str, Any]:
+    """Security options in the names kafka-python and aiokafka share."""
+    sec = settings.kafka_security
+    opts: dict[str, Any] = {"security_protocol": sec.protocol}
+    ctx = ssl_context(sec)
+    if ctx is not None:
+        opts["ssl_context"] = ctx
+    if sec.uses_sasl:
+        opts["sasl_mechanism"] = sec.sasl_mechanism
+        opts["sasl_plain_username"] = sec.sasl_username
+        opts["sasl_plain_password"] = sec.sasl_password
+    return opts
+
+
+def faust_credentials(settings: Settings) -> Any:
+    """Faust's ``broker_credentials`` for the worker (None: PLAINTEXT)."""
+    from faust.auth import SASLCredentials, SSLCredentials
+
+    sec = settings.kafka_security
+    ctx = ssl_context(sec)
+    if sec.uses_sasl:
+        # With a context Faust uses SASL_SSL, without one SASL_PLAINTEXT.
+        return SASLCredentials(
+            username=sec.sasl_username,
+            password=sec.sasl_password,
+            ssl_context=ctx,
+            mechanism=sec.sasl_mechanism,
+        )
+    if ctx is not None:
+        return SSLCredentials(ctx)
+    return None
+
+
+def _bootstrap(settings: Settings) -> list[str]:
+    return [h.strip() for h in settings.kafka_bootstrap.split(",")]
+
+
+class _Failures(logging.Handler):
+    """Collects what kafka-python logs while it bootstraps: on a refused login or a failed TLS
+    handshake it retries until its bootstrap timeout and then raises a bare "Unable to
+    bootstrap"; the reason is only in its log."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+_NET_LOGGERS = ("kafka.net.manager", "kafka.net.connection", "kafka.net.transport")
+
+
+@contextlib.contextmanager
+def _diagnosed(settings: Settings) -> Iterator[None]:
+    """Kafka errors while a client connects become KafkaUnavailable with one explaining line."""
+    handler = _Failures()
+    loggers = [logging.getLogger(name) for name in _NET_LOGGERS]
+    saved = [(lg.level, lg.propagate) for lg in loggers]
+    for lg in loggers:
+        lg.addHandler(handler)
+        lg.setLevel(logging.WARNING)
+        lg.propagate = False  # the reason goes into our one line, not onto the terminal
+    try:
+        yield
+    except (kerrors.KafkaError, OSError) as e:
+        raise KafkaUnavailable(explain(e, settings, detail=" ".join(handler.messages[-4:]))) from e
+    finally:
+        for lg, (level, propagate) in zip(loggers, saved, strict=True):
+            lg.removeHandler(handler)
+            lg.setLevel(level)
+            lg.propagate = propagate
+
+
+def admin(settings: Settings, timeout_s: float = 10.0) -> KafkaAdminClient:
+    require_reachable(settings)
+    with _diagnosed(settings):
+        return KafkaAdminClient(
+            bootstrap_servers=_bootstrap(settings),
+            client_id="palliwatch-admin",
+            request_timeout_ms=int(timeout_s * 1000),
+            # A refused login is retried until this runs out: long enough for a broker that
+            # is starting, short enough not to look like a hang.
+            bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS,
+            **auth_options(settings),
+        )
+
+
+BOOTSTRAP_TIMEOUT_MS = 15_000
+
+
+def probe(settings: Settings) -> None:
+    """Connect and log in once (an admin client), so that a producer or consumer that would
+    only fail at its first send or poll fails here, with the reason."""
+    admin(settings).close()
+
+
+def producer(settings: Settings, **overrides: Any) -> KafkaProducer:
+    """An idempotent producer with acks=all: a retried send is written once, and a write
+    counts only when every in-sync replica has it."""
+    probe(settings)
+    options: dict[str, Any] = {
+        "client_id": "palliwatch-producer",
+        "acks": "all",
+        "enable_idempotence": True,
+        "linger_ms": 10,
+        "batch_size": 256 * 1024,
+        "max_request_size": 2 * 1024 * 1024,
+        "retries": 10,
+        **overrides,
+    }
+    with _diagnosed(settings):
+        return KafkaProducer(
+            bootstrap_servers=_bootstrap(settings), **options, **auth_options(settings)
+        )
+
+
+def consumer(settings: Settings, *topics: str, **options: Any) -> KafkaConsumer:
+    probe(settings)
+    with _diagnosed(settings):
+        return KafkaConsumer(
+            *topics, bootstrap_servers=_bootstrap(settings), **options, **auth_options(settings)
+        )
+
+
+def aiokafka_options(settings: Settings) -> dict[str, Any]:
+    """bootstrap_servers and security options for an aiokafka client."""
+    return {"bootstrap_servers": _bootstrap(settings), **auth_options(settings)}
+
+
+_ACL_HINT = (
+    "grant it with kafka-acls.sh --bootstrap-server {bootstrap} --add --allow-principal "
+    "User:<name> --operation {operation} --{kind} {resource}"
+)
+
+
+def explain(exc: BaseException, settings: Settings, resource: str = "", detail: str = "") -> str:
+    """One line for a Kafka failure, naming what to set or grant. ``detail``: what the client
+    logged before it gave up (the reason a bootstrap failed)."""
+    sec = settings.kafka_security
+    where = f"Kafka at {settings.kafka_bootstrap}"
+    who = sec.principal()
+    text = f"{type(exc).__name__}: {exc} {detail}"
+    if isinstance(exc, kerrors.SaslAuthenticationFailedError) or "SaslAuthenticationFail" in text:
+        return (
+            f"{where} refused {who} ({sec.sasl_mechanism} authentication failed): check "
+            "PALLIWATCH_KAFKA_SASL_USERNAME, PALLIWATCH_KAFKA_SASL_PASSWORD (or _FILE) and "
+            "PALLIWATCH_KAFKA_SASL_MECHANISM"
+        )
+    if isinstance(exc, kerrors.TopicAuthorizationFailedError):
+        return (
+            f"{where} does not let {who} use topic {resource or '(see the broker log)'} "
+            "(TOPIC_AUTHORIZATION_FAILED): "
+            + _ACL_HINT.format(
+                bootstrap=settings.kafka_bootstrap,
+                operation="Read --operation Write --operation Describe",
+                kind="topic",
+                resource=resource or "<topic>",
+            )
+        )
+    if isinstance(exc, kerrors.GroupAuthorizationFailedError):
+        return (
+            f"{where} does not let {who} use consumer group {resource or settings.app_id} "
+            "(GROUP_AUTHORIZATION_FAILED): "
+            + _ACL_HINT.format(
+                bootstrap=settings.kafka_bootstrap,
+                operation="Read --operation Describe",
+                kind="group",
+                resource=resource or settings.app_id,
+            )
+        )
+    if isinstance(exc, kerrors.ClusterAuthorizationFailedError):
+        return (
+            f"{where} does not let {who} create topics (CLUSTER_AUTHORIZATION_FAILED): grant "
+            "it Create on the topics' prefix, or have an administrator run "
+            "`palliwatch topics create`"
+        )
+    if isinstance(exc, kerrors.AuthorizationError):
+        return f"{where} refused {who}: {type(exc).__name__}: grant the missing ACL"
+    if "CERTIFICATE_VERIFY_FAILED" in text or isinstance(exc, ssl.SSLCertVerificationError):
+        reason = "its name does not match" if "match" in text else "not signed by a trusted CA"
+        return (
+            f"{where}: the broker's TLS certificate is not accepted ({reason}): set "
+            "PALLIWATCH_KAFKA_SSL_CAFILE to the CA that signed it, and use the host name the "
+            "certificate names in PALLIWATCH_KAFKA_BOOTSTRAP"
+        )
+    if "BAD_CERTIFICATE" in text or "CERTIFICATE_REQUIRED" in text:
+        return (
+            f"{where} requires a client certificate it trusts (mutual TLS): set "
+            "PALLIWATCH_KAFKA_SSL_CERTFILE and PALLIWATCH_KAFKA_SSL_KEYFILE"
+        )
+    if isinstance(exc, kerrors.KafkaConnectionError | kerrors.KafkaTimeoutError | OSError):
+        return (
+            f"{where} accepts connections but did not answer a {sec.protocol} client: check "
+            "that PALLIWATCH_KAFKA_SECURITY_PROTOCOL matches the listener (and, for mutual "
+            "TLS, PALLIWATCH_KAFKA_SSL_CERTFILE/_KEYFILE)"
+        )
+    return f"{where}: {text}"
