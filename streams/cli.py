@@ -220,9 +220,11 @@ def preflight(s: settings_mod.Settings, migrated: bool = True) -> None:
     migrated."""
     from processors.db import DatabaseUnavailable, pending_migrations
     from streams.kafka_admin import KafkaUnavailable, ensure_topics
+    from streams.kafka_clients import check_group_access
 
     try:
-        ensure_topics(s)
+        ensure_topics(s)  # also: we may log in, see and create our topics
+        check_group_access(s, s.app_id)
     except KafkaUnavailable as e:
         _fail(str(e), 1)
     try:

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import socket
 import ssl
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -188,6 +189,26 @@ def consumer(settings: Settings, *topics: str, **options: Any) -> KafkaConsumer:
         return KafkaConsumer(
             *topics, bootstrap_servers=_bootstrap(settings), **options, **auth_options(settings)
         )
+
+
+def check_group_access(settings: Settings, group: str) -> None:
+    """The worker's consumer group may be used (Describe, implied by Read): without it the
+    worker would start and then fail deep inside its consumer."""
+    client = admin(settings)
+    deadline = time.monotonic() + 60
+    try:
+        while True:
+            try:
+                client.describe_groups([group])
+                return
+            except kerrors.KafkaError as e:
+                # A new cluster has no group coordinator until its offsets topic exists.
+                if getattr(e, "retriable", False) and time.monotonic() < deadline:
+                    time.sleep(1)
+                    continue
+                raise KafkaUnavailable(explain(e, settings, group)) from e
+    finally:
+        client.close()
 
 
 def aiokafka_options(settings: Settings) -> dict[str, Any]:

@@ -221,8 +221,7 @@ _PLAIN = "org.apache.kafka.common.security.plain.PlainLoginModule"
 def _secure_config(node: Node, pki: Pki, admin_password: str, plain: dict[str, str]) -> str:
     p = node.ports
     plain_users = " ".join(f'user_{u}="{pw}"' for u, pw in plain.items())
-    return (
-        f"""\
+    return f"""\
 process.roles=broker,controller
 node.id={node.node_id}
 controller.quorum.voters={node.node_id}@127.0.0.1:{p["CONTROLLER"]}
@@ -250,9 +249,7 @@ super.users=User:{ADMIN_USER};User:ANONYMOUS
 offsets.topic.replication.factor=1
 transaction.state.log.replication.factor=1
 transaction.state.log.min.isr=1
-"""
-        + _COMMON.format(data=node.root / "data")
-    )
+""" + _COMMON.format(data=node.root / "data")
 
 
 @contextlib.contextmanager
@@ -303,8 +300,7 @@ class Cluster:
 
 def _cluster_config(node: Node, voters: str) -> str:
     p = node.ports
-    return (
-        f"""\
+    return f"""\
 process.roles=broker,controller
 node.id={node.node_id}
 controller.quorum.voters={voters}
@@ -322,9 +318,7 @@ min.insync.replicas=2
 broker.session.timeout.ms=6000
 broker.heartbeat.interval.ms=1000
 replica.lag.time.max.ms=10000
-"""
-        + _COMMON.format(data=node.root / "data")
-    )
+""" + _COMMON.format(data=node.root / "data")
 
 
 @contextlib.contextmanager
@@ -369,5 +363,3 @@ def env_of(settings: Settings) -> dict[str, str]:
 def clean_env(env: dict[str, str]) -> dict[str, str]:
     """``env`` without any Kafka security variable of the outer environment."""
     return {k: v for k, v in env.items() if not k.startswith("PALLIWATCH_KAFKA_")}
-
-

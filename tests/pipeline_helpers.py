@@ -7,19 +7,18 @@ import urllib.request
 from typing import Any
 
 import orjson
-from kafka import KafkaConsumer, TopicPartition
+from kafka import TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
+from streams import kafka_clients
 from streams.settings import Settings
 from streams.topics import DEAD_LETTER
 
 
 def read_topic(settings: Settings, topic: str) -> list[Any]:
     """Every record currently in ``topic`` (all partitions, from the beginning to the end now)."""
-    consumer = KafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap, group_id=None, enable_auto_commit=False
-    )
+    consumer = kafka_clients.consumer(settings, group_id=None, enable_auto_commit=False)
     try:
         parts = [
             TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])
@@ -39,7 +38,7 @@ def read_topic(settings: Settings, topic: str) -> list[Any]:
 
 
 def topic_size(settings: Settings, topic: str) -> int:
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None)
+    consumer = kafka_clients.consumer(settings, group_id=None)
     try:
         parts = [
             TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])
