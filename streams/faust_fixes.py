@@ -92,6 +92,6 @@ def _idempotent_settings(self: Any) -> dict[str, Any]:
 
 
 def apply() -> None:
-    faust_aiokafka.Producer._settings_extra = _idempotent_settings  # type: ignore[method-assign,assignment]
+    faust_aiokafka.Producer._settings_extra = _idempotent_settings  # type: ignore[method-assign]
     faust_consumer.Consumer._new_offset = new_offset  # type: ignore[method-assign]
     faust_consumer.ThreadDelegateConsumer.perform_seek = perform_seek  # type: ignore[method-assign]
