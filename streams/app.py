@@ -23,7 +23,6 @@ from typing import Any, cast
 import faust
 import orjson
 from aiokafka.partitioner import murmur2
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from processors import metrics, person_state
 from processors.admission import DUPLICATE, REDELIVERED, STALE, admit
@@ -38,7 +37,7 @@ from processors.validation import DeadLetter, Reason, canonical, parse
 from schemas.codes import regions
 from schemas.identity import fold
 from schemas.models import DeathSurvey, OfficialDeaths
-from streams import faust_fixes, kafka_clients, topics
+from streams import faust_fixes, kafka_clients, topics, web
 from streams.failures import guarded, inject, internal_error
 from streams.settings import load
 
@@ -109,10 +108,8 @@ app = faust.App(
     broker_session_timeout=settings.session_timeout_seconds,
     broker_heartbeat_interval=min(3.0, settings.session_timeout_seconds / 3),
     table_standby_replicas=0,
-    web_bind=settings.web_bind,
-    web_host="127.0.0.1",
-    web_port=settings.web_port,
-    web_in_thread=False,
+    # The web port: /metrics and /health only, none of Faust's own pages (streams/web.py).
+    **web.app_settings(bind=settings.web_bind, port=settings.web_port),
     autodiscover=False,
     producer_acks=-1,
     # Batch sends: every survey fans out to a forward topic and a changelog record; with
@@ -121,6 +118,7 @@ app = faust.App(
     producer_max_batch_size=512 * 1024,
     producer_max_request_size=topics.INTERNAL_MESSAGE_BYTES,
 )
+web.install(app)
 
 
 def _topic(spec: topics.TopicSpec, maxsize: int | None = None) -> faust.TopicT:
@@ -769,13 +767,6 @@ def _make_fact_store(spec: topics.TopicSpec) -> Any:
 for _spec in topics.CONTRACT_TOPICS:
     if _spec not in (topics.OFFICIAL_DEATHS, topics.DEATH_SURVEYS):
         app.agent(valid_topics[_spec.name], name=f"store-{_spec.name}")(_make_fact_store(_spec))
-
-
-@app.page("/metrics")
-async def prometheus_metrics(web: Any, request: Any) -> Any:
-    # aiohttp takes the charset separately from the media type.
-    media_type = CONTENT_TYPE_LATEST.split("; charset")[0]
-    return web.bytes(generate_latest(), content_type=media_type)
 
 
 __all__ = ["app"]

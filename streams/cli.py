@@ -59,7 +59,8 @@ def cmd_db(args: argparse.Namespace) -> None:
 
 def _db_roles() -> None:
     """The reader roles of every audience, with the passwords their Grafana datasources use
-    (the same environment variables), for a database whose owner may create roles."""
+    (the same environment variables, or files named by NAME_FILE: Docker secrets), for a
+    database whose owner may create roles."""
     import psycopg
 
     from grafana.orgs import orgs
@@ -68,13 +69,18 @@ def _db_roles() -> None:
 
     passwords, missing = {}, []
     for org in orgs():
-        value = os.environ.get(org.password_env)
+        # settings._secret: NAME_FILE's content if set (unreadable: exit naming it), else NAME.
+        value = settings_mod._secret(os.environ, org.password_env).decode()
         if value:
             passwords[org.audience.role] = value
         else:
             missing.append(org.password_env)
     if missing:
-        _fail(f"set the reader roles' passwords first: {', '.join(missing)}", 2)
+        _fail(
+            "set the reader roles' passwords first (each NAME, or NAME_FILE naming a file "
+            f"that holds it): {', '.join(missing)}",
+            2,
+        )
     try:
         with connect(settings_mod.load(), autocommit=True) as conn:
             created = access.create_roles(conn, passwords)
@@ -579,7 +585,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument(
         "action", choices=("migrate", "roles"),
         help="migrate: apply migrations and grants; roles: create the reader roles (passwords "
-        "from PALLIWATCH_GRAFANA_DB_PASSWORD_*)",
+        "from PALLIWATCH_GRAFANA_DB_PASSWORD_<ORG>, or from the file <ORG>_FILE names)",
     )  # fmt: skip
     sp.set_defaults(func=cmd_db)
 

@@ -140,15 +140,23 @@ def test_compose_file_is_complete_and_binds_loopback_only() -> None:
             continue  # a named volume, not a path on the host
         assert (REPO_ROOT / "deploy" / host_path).resolve().exists(), mount
     assert (REPO_ROOT / "deploy" / "Dockerfile").exists()
-    # The worker needs the deployment's Cell Key Method secret and never carries one itself.
-    secret = compose["services"]["worker"]["environment"]["PALLIWATCH_CELL_KEY_SECRET"]
-    assert secret.startswith("${PALLIWATCH_CELL_KEY_SECRET:?"), secret
-    # The reader roles are made with the passwords Grafana's datasources log in with.
+    # The worker needs the deployment's Cell Key Method secret and never carries one itself:
+    # a Docker secret file (tests/test_deploy.py checks every secret of the file).
+    worker_env = compose["services"]["worker"]["environment"]
+    assert "PALLIWATCH_CELL_KEY_SECRET" not in worker_env
+    assert worker_env["PALLIWATCH_CELL_KEY_SECRET_FILE"] == "/run/secrets/cell_key_secret"
+    # The reader roles are made with the passwords Grafana's datasources log in with: the
+    # same secret files.
+    from grafana.build import password_secret
+    from grafana.orgs import orgs
+
     migrate_svc = compose["services"]["migrate"]
     assert "palliwatch db roles" in " ".join(migrate_svc["command"])
-    grafana_env = compose["services"]["grafana"]["environment"]
-    for name in _role_passwords():
-        assert migrate_svc["environment"][name] == grafana_env[name], name
+    grafana_svc = compose["services"]["grafana"]
+    for org in orgs():
+        secret = password_secret(org)
+        assert migrate_svc["environment"][f"{org.password_env}_FILE"] == f"/run/secrets/{secret}"
+        assert secret in migrate_svc["secrets"] and secret in grafana_svc["secrets"], secret
 
 
 # ---- on the real services -------------------------------------------------------------------

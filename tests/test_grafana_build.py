@@ -390,8 +390,10 @@ def test_provisioning_files_match_the_api_objects() -> None:
         pg = [d for d in mine if d["type"] == PG_TYPE]
         assert len(pg) == 1, org.key  # exactly one PostgreSQL datasource per organisation
         assert (pg[0]["uid"], pg[0]["user"]) == (org.datasource_uid, org.role)
-        # No literal password or TLS mode: environment references only.
-        assert pg[0]["secureJsonData"] == {"password": f"${{{org.password_env}}}"}
+        # No literal password or TLS mode: the password from its Docker secret file, the TLS
+        # mode from the environment.
+        secret = f"/run/secrets/{build.password_secret(org)}"
+        assert pg[0]["secureJsonData"] == {"password": f"$__file{{{secret}}}"}
         assert pg[0]["jsonData"]["sslmode"] == "${PALLIWATCH_GRAFANA_DB_SSLMODE}"
         prom = [d for d in mine if d["type"] == "prometheus"]
         assert [d["uid"] for d in prom] == ([PROM["uid"]] if org.national else [])
@@ -409,20 +411,43 @@ def test_compose_runs_grafana_with_the_organisations_and_their_environment() -> 
     assert "grafana-data:/var/lib/grafana" in volumes
     assert "grafana-data:/var/lib/grafana" in bootstrap["volumes"]
     assert "../grafana/bootstrap:/palliwatch:ro" in bootstrap["volumes"]
-    assert bootstrap["entrypoint"] == ["bash", "/palliwatch/create_orgs.sh"]
+    # create_orgs.sh, started by the wrapper that gives it the admin password from its secret.
+    assert bootstrap["entrypoint"] == ["bash", "/palliwatch-deploy/grafana-orgs.sh"]
+    assert "./grafana-orgs.sh:/palliwatch-deploy/grafana-orgs.sh:ro" in bootstrap["volumes"]
+    wrapper = (REPO_ROOT / "deploy" / "grafana-orgs.sh").read_text()
+    assert 'exec bash "${PALLIWATCH_CREATE_ORGS:-/palliwatch/create_orgs.sh}"' in wrapper
     env = grafana["environment"]
     # Anonymous viewers see the public organisation only.
     assert env["GF_AUTH_ANONYMOUS_ORG_NAME"] == public().name
     assert env["GF_AUTH_ANONYMOUS_ORG_ROLE"] == "Viewer"
     assert env["GF_USERS_AUTO_ASSIGN_ORG_ID"] == str(public().org_id)
-    # Every variable the datasource file reads is set, the passwords only from the environment
-    # with the local stack's loopback-only defaults.
+    # Every variable the datasource file reads is set, and every secret file it reads is one
+    # of Grafana's secrets; no password is in the environment, with or without a default.
     text = (REPO_ROOT / "grafana" / "provisioning" / "datasources" / "palliwatch.yaml").read_text()
     referenced = set(re.findall(r"\$\{(\w+)\}", text))
     assert referenced <= set(env), referenced - set(env)
+    files = set(re.findall(r"\$__file\{/run/secrets/(\w+)\}", text))
+    assert files == {build.password_secret(org) for org in orgs()}
+    assert files <= set(grafana["secrets"]), files - set(grafana["secrets"])
     for org in orgs():
-        assert env[org.password_env] == f"${{{org.password_env}:-{local_password(org.role)}}}"
+        assert org.password_env not in env and local_password(org.role) not in json.dumps(env)
+    assert env["GF_SECURITY_ADMIN_PASSWORD__FILE"] == "/run/secrets/grafana_admin_password"
+    assert "GF_SECURITY_ADMIN_PASSWORD" not in env  # Grafana's run.sh refuses both at once
     assert env["PALLIWATCH_GRAFANA_DB_SSLMODE"] == "${PALLIWATCH_GRAFANA_DB_SSLMODE:-disable}"
+
+
+def test_provisioned_passwords_from_files_or_the_environment() -> None:
+    """The committed file reads Docker secrets; the env form stays available; neither ever
+    holds a password."""
+    org = regional("01")
+    assert build.password_ref(org) == "$__file{/run/secrets/grafana_db_password_region_01}"
+    assert build.password_ref(org, "env") == "${PALLIWATCH_GRAFANA_DB_PASSWORD_REGION_01}"
+    by_env = {d["uid"]: d for d in build.provisioned_datasources("env")}
+    assert by_env[org.datasource_uid]["secureJsonData"] == {
+        "password": build.password_ref(org, "env")
+    }
+    with pytest.raises(ValueError, match="use one of file, env"):
+        build.password_ref(org, "vault")
 
 
 # ---- the models load through the Grafana foundation SDK -------------------------------------
