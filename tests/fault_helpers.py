@@ -123,11 +123,12 @@ def precreate_worker_topics(s: Settings) -> None:
     """
     admin = admin_client(s)
     try:
+        rf, isr = s.kafka_replication_factor, str(s.kafka_min_insync_replicas)
         wanted = [
-            NewTopic(f"{s.app_id}-{table}-changelog", s.partitions, 1,
-                     topic_configs={"cleanup.policy": "compact"})
+            NewTopic(f"{s.app_id}-{table}-changelog", s.partitions, rf,
+                     topic_configs={"cleanup.policy": "compact", "min.insync.replicas": isr})
             for table in ("people", "scope-months")
-        ] + [NewTopic(f"{s.app_id}-__assignor-__leader", 1, 1)]  # fmt: skip
+        ] + [NewTopic(f"{s.app_id}-__assignor-__leader", 1, rf)]  # fmt: skip
         admin.create_topics(wanted)
         names = {t.name for t in wanted}
         deadline = time.monotonic() + 30
