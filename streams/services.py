@@ -408,6 +408,13 @@ def pg_up(settings: Settings, timeout_s: float = 60.0) -> None:
     _say("PostgreSQL is ready")
 
 
+def pg_superuser_sql(settings: Settings, sql: str, db: str = "postgres") -> str:
+    """Run ``sql`` as the local cluster's superuser (over its socket): what only a superuser
+    may do locally (creating roles, handing a database over); tests use it to set up cases."""
+    _, _, sock = _pg_paths(settings)
+    return _psql(ensure_pg_binaries(), sock, sql, db=db)
+
+
 def pgaudit_available(bindir: Path) -> bool:
     """Is pgaudit's library installed beside these server binaries (Debian's
     postgresql-NN-pgaudit; deploy/local/ensure-system-packages.sh installs it)?"""
