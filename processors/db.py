@@ -61,12 +61,17 @@ def tls_problem(
         params = conninfo_to_dict(url)
     except psycopg.ProgrammingError:
         params = {}
-    where = f"PostgreSQL at {redact_url(url)}"
+    where = (
+        f"PostgreSQL at {params.get('host', '?')}:{params.get('port', '5432')}"
+        f"/{params.get('dbname', '')}"
+        if params
+        else f"PostgreSQL at {redact_url(url)}"
+    )
     root = params.get("sslrootcert") or "~/.postgresql/root.crt"
     if "certificate verify failed" in text:
         return (
             f"{where}: the server's certificate is not signed by the CA in sslrootcert={root}: "
-            f"set sslrootcert in {variable} to the CA certificate that signed the server's"
+            f"set sslrootcert in {variable} to the CA that signed the server's certificate"
         )
     match = re.search(r'does not match host name "([^"]*)"', text)
     if match:
@@ -78,7 +83,7 @@ def tls_problem(
     if "root certificate file" in text and "does not exist" in text:
         return (
             f"{where}: the CA file sslrootcert={root} does not exist: set sslrootcert in "
-            f"{variable} to the CA certificate that signed the server's"
+            f"{variable} to the CA that signed the server's certificate"
         )
     if "server does not support SSL" in text:
         return (
