@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
@@ -24,7 +27,7 @@ from schemas.audiences import PUBLIC_ROLE
 from schemas.models import DeathSurvey
 from streams import services
 from streams import settings as cfg
-from streams.settings import Settings
+from streams.settings import REPO_ROOT, Settings
 from tests.conftest import Isolated, in_database
 from tests.keys import KEYS
 from tests.pipeline_helpers import person, survey
@@ -226,3 +229,16 @@ def test_local_bootstrap_hands_an_earlier_versions_database_to_the_owner(
         assert row == (o, o, False)
     finally:
         services.pg_superuser_sql(local_stack, f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
+
+
+def test_db_migrate_without_an_owner_url_warns_and_still_works(isolated: Isolated) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PALLIWATCH_OWNER_")}
+    env["PALLIWATCH_DATABASE_URL"] = isolated.settings.owner_url  # one role for everything
+    r = subprocess.run(
+        [sys.executable, "-m", "streams.cli", "db", "migrate"],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "database schema is up to date" in r.stdout
+    assert "PALLIWATCH_OWNER_DATABASE_URL is not set" in r.stderr and "owns the schema" in r.stderr
+    assert cfg.local_password(cfg.LOCAL_DB_OWNER) not in r.stderr
