@@ -159,11 +159,18 @@ def test_a_writer_created_after_migrating_can_write_after_the_next_migrate(
 ) -> None:
     s = isolated.settings
     role = f"pw_writer_{uuid.uuid4().hex[:8]}"
-    services.pg_superuser_sql(s, f"CREATE ROLE {role} LOGIN PASSWORD '{cfg.local_password(role)}'")
+    # Created as carelessly as a deployment might: migrate grants it and names what is too much.
+    services.pg_superuser_sql(
+        s, f"CREATE ROLE {role} LOGIN CREATEDB PASSWORD '{cfg.local_password(role)}'"
+    )
     later = dataclasses.replace(s, database_url=_login(s.database_url, role), db_writer_role=role)
     try:
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             _write(later.database_url, _batches("before"))
+        assert migrate_and_notices(later) == [
+            f"the writer role {role} has CREATEDB: ALTER ROLE {role} NOCREATEDB"
+        ]
+        services.pg_superuser_sql(s, f"ALTER ROLE {role} NOCREATEDB")
         assert migrate_and_notices(later) == []
         _write(later.database_url, _batches("after"))
         with psycopg.connect(later.database_url) as conn:
