@@ -258,7 +258,7 @@ def _mark_audited(conn: psycopg.Connection) -> list[str]:
     if setting is None:
         return [
             "pgaudit is not loaded, so only connections are logged (log_connections): install "
-            "it (Debian: postgresql-15-pgaudit), add it to shared_preload_libraries and set "
+            "it (Debian: postgresql-NN-pgaudit), add it to shared_preload_libraries and set "
             f"pgaudit.role = '{AUDIT_ROLE}'"
         ]
     if setting != AUDIT_ROLE:

@@ -121,7 +121,7 @@ def migration_files(directory: Path = MIGRATIONS_DIR) -> list[Path]:
 def migrate(settings: Settings, directory: Path = MIGRATIONS_DIR) -> list[str]:
     """Apply pending migrations as the schema owner, then re-apply every grant (readers,
     writer, audit); return the names applied (empty when up to date). What the database lacks
-    for least privilege or access logging is logged as warnings (``migrate_notices``)."""
+    for least privilege or access logging is logged as warnings (``migrate_and_notices``)."""
     applied_now: list[str] = []
     for notice in migrate_and_notices(settings, directory, applied_now):
         log.warning("%s", notice)
