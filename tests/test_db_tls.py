@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -71,8 +72,6 @@ def tls(local_stack: Settings) -> Iterator[TLS]:
         yield TLS(cluster, ca, wrong_ca)
     finally:
         cluster.stop()
-        import shutil
-
         shutil.rmtree(root, ignore_errors=True)
 
 
