@@ -8,11 +8,13 @@ two processes migrating at once safe: the second waits, then finds nothing left 
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import time
 from pathlib import Path
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 
 from processors import access
 from streams.settings import REPO_ROOT, Settings
@@ -20,17 +22,75 @@ from streams.settings import REPO_ROOT, Settings
 MIGRATIONS_DIR = REPO_ROOT / "deploy" / "migrations"
 _MIGRATION_LOCK = 74_221_001  # arbitrary, constant: the advisory lock id for migrations
 _NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+log = logging.getLogger("palliwatch.db")
 
 
 class DatabaseUnavailable(RuntimeError):
     pass
 
 
-def unreachable_message(settings: Settings) -> str:
+class DatabaseTLSError(DatabaseUnavailable):
+    """The server's certificate does not verify: a configuration error, not an outage, so it is
+    never retried."""
+
+
+def _url_variable(settings: Settings, owner: bool) -> str:
+    if owner and settings.owner_database_url:
+        return "PALLIWATCH_OWNER_DATABASE_URL"
+    if owner:
+        return "PALLIWATCH_OWNER_DATABASE_URL (unset: PALLIWATCH_DATABASE_URL)"
+    return "PALLIWATCH_DATABASE_URL"
+
+
+def unreachable_message(settings: Settings, owner: bool = False) -> str:
+    url = settings.owner_url if owner else settings.database_url
     return (
-        f"PostgreSQL not reachable at {redact_url(settings.database_url)}: run "
-        "`palliwatch services up` or set PALLIWATCH_DATABASE_URL"
+        f"PostgreSQL not reachable at {redact_url(url)}: run "
+        f"`palliwatch services up` or set {_url_variable(settings, owner)}"
     )
+
+
+def tls_problem(
+    exc: BaseException, url: str, variable: str = "PALLIWATCH_DATABASE_URL"
+) -> str | None:
+    """One line naming the fix when ``exc`` is a failed TLS verification (sslmode=verify-ca or
+    verify-full), else None. libpq's own text spans lines and does not say which setting to
+    change."""
+    text = str(exc)
+    try:
+        params = conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        params = {}
+    where = (
+        f"PostgreSQL at {params.get('host', '?')}:{params.get('port', '5432')}"
+        f"/{params.get('dbname', '')}"
+        if params
+        else f"PostgreSQL at {redact_url(url)}"
+    )
+    root = params.get("sslrootcert") or "~/.postgresql/root.crt"
+    if "certificate verify failed" in text:
+        return (
+            f"{where}: the server's certificate is not signed by the CA in sslrootcert={root}: "
+            f"set sslrootcert in {variable} to the CA that signed the server's certificate"
+        )
+    match = re.search(r'does not match host name "([^"]*)"', text)
+    if match:
+        return (
+            f"{where}: the server's certificate does not name host {match.group(1)!r}: connect "
+            f"by a name the certificate holds (its subjectAltName) in {variable}, or reissue "
+            "the certificate for this name"
+        )
+    if "root certificate file" in text and "does not exist" in text:
+        return (
+            f"{where}: the CA file sslrootcert={root} does not exist: set sslrootcert in "
+            f"{variable} to the CA that signed the server's certificate"
+        )
+    if "server does not support SSL" in text:
+        return (
+            f"{where}: the server does not offer TLS but {variable} requires it "
+            f"(sslmode={params.get('sslmode')}): turn ssl on in the server's configuration"
+        )
+    return None
 
 
 def redact_url(url: str) -> str:
@@ -38,11 +98,16 @@ def redact_url(url: str) -> str:
     return re.sub(r"(//[^:/@]+):[^@]*@", r"\1:***@", url)
 
 
-def connect(settings: Settings, **kwargs: object) -> psycopg.Connection:
+def connect(settings: Settings, owner: bool = False, **kwargs: object) -> psycopg.Connection:
+    """A connection as the worker's role, or (``owner``) as the schema owner's."""
+    url = settings.owner_url if owner else settings.database_url
     try:
-        return psycopg.connect(settings.database_url, connect_timeout=5, **kwargs)  # type: ignore[arg-type]
+        return psycopg.connect(url, connect_timeout=5, **kwargs)  # type: ignore[arg-type]
     except psycopg.OperationalError as e:
-        raise DatabaseUnavailable(f"{unreachable_message(settings)} ({e})") from e
+        tls = tls_problem(e, url, _url_variable(settings, owner))
+        if tls is not None:
+            raise DatabaseTLSError(tls) from None
+        raise DatabaseUnavailable(f"{unreachable_message(settings, owner)} ({e})") from e
 
 
 def migration_files(directory: Path = MIGRATIONS_DIR) -> list[Path]:
@@ -54,19 +119,39 @@ def migration_files(directory: Path = MIGRATIONS_DIR) -> list[Path]:
 
 
 def migrate(settings: Settings, directory: Path = MIGRATIONS_DIR) -> list[str]:
-    """Apply pending migrations; return the names applied (empty when up to date)."""
+    """Apply pending migrations as the schema owner, then re-apply every grant (readers,
+    writer, audit); return the names applied (empty when up to date). What the database lacks
+    for least privilege or access logging is logged as warnings (``migrate_and_notices``)."""
     applied_now: list[str] = []
-    with connect(settings, autocommit=True) as conn:
+    for notice in migrate_and_notices(settings, directory, applied_now):
+        log.warning("%s", notice)
+    return applied_now
+
+
+def migrate_and_notices(
+    settings: Settings, directory: Path = MIGRATIONS_DIR, applied_now: list[str] | None = None
+) -> list[str]:
+    """``migrate`` returning its notices instead of logging them (tests, callers that print)."""
+    applied = applied_now if applied_now is not None else []
+    notices: list[str] = []
+    with connect(settings, owner=True, autocommit=True) as conn:
         # One session-level lock for the whole run (migrations and seeding): two concurrent
         # `migrate` calls then apply everything once, in order, and never seed at the same time.
         conn.execute("SELECT pg_advisory_lock(%s)", (_MIGRATION_LOCK,))
         try:
-            _migrate_locked(conn, directory, applied_now)
+            _migrate_locked(conn, directory, applied)
             seed_reference_data(conn)
-            access.apply(conn)
+            notices += access.apply(conn, settings.db_writer_role)
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (_MIGRATION_LOCK,))
-    return applied_now
+    if not settings.owner_database_url:
+        notices.insert(
+            0,
+            "PALLIWATCH_OWNER_DATABASE_URL is not set: migrating as the role of "
+            "PALLIWATCH_DATABASE_URL, which then owns the schema and may alter or drop it; "
+            "give migrations an owner role of their own (README, Operations)",
+        )
+    return notices
 
 
 def _migrate_locked(conn: psycopg.Connection, directory: Path, applied_now: list[str]) -> None:

@@ -22,7 +22,7 @@ import psycopg
 
 from processors import metrics
 from processors.core import IndicatorValue
-from processors.db import redact_url
+from processors.db import DatabaseTLSError, redact_url, tls_problem
 from schemas.identity import redact
 
 log = logging.getLogger(__name__)
@@ -220,7 +220,15 @@ class Sink:
 
     async def _connection(self) -> psycopg.AsyncConnection:
         if self._conn is None or self._conn.closed:
-            self._conn = await psycopg.AsyncConnection.connect(self._url, **self._options)  # type: ignore[arg-type]
+            try:
+                self._conn = await psycopg.AsyncConnection.connect(self._url, **self._options)  # type: ignore[arg-type]
+            except psycopg.OperationalError as e:
+                # A certificate that does not verify is configuration, not an outage: stop
+                # with the fix instead of retrying it for PALLIWATCH_DB_RETRY_SECONDS.
+                tls = tls_problem(e, self._url)
+                if tls is not None:
+                    raise DatabaseTLSError(tls) from None
+                raise
         return self._conn
 
     async def write(self, batches: Sequence[tuple[UpsertSpec, Sequence[Sequence[object]]]]) -> None:

@@ -20,6 +20,9 @@ NATIONAL_ROLE = "palliwatch_national"
 REGION_ROLE_PREFIX = "palliwatch_region_"
 # The group role that holds the exact layer's grants; every exact reader is a member.
 EXACT_GROUP = "palliwatch_exact"
+# pgaudit's object audit role (the server's pgaudit.role): it is granted SELECT on every view
+# of both layers and never logs in, so pgaudit logs each read of a view with the reading role.
+AUDIT_ROLE = "palliwatch_auditor"
 PUBLIC_SCHEMA = "published"
 EXACT_SCHEMA = "exact"
 

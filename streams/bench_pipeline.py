@@ -68,11 +68,13 @@ def _free_port() -> int:
 def _prepare(base: Settings) -> Run:
     tag = "bench" + uuid.uuid4().hex[:8]
     db_name = f"palliwatch_{tag}"
-    with psycopg.connect(base.database_url, autocommit=True) as conn:
+    # As a deployment: the owner makes and migrates the database, the worker writes as the writer.
+    with psycopg.connect(base.owner_url, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{db_name}"')
     s = dataclasses.replace(
         base,
         database_url=base.database_url.rsplit("/", 1)[0] + f"/{db_name}",
+        owner_database_url=base.owner_url.rsplit("/", 1)[0] + f"/{db_name}",
         app_id=f"palliwatch-{tag}",
         topic_namespace=tag,
         web_port=_free_port(),
@@ -83,6 +85,7 @@ def _prepare(base: Settings) -> Run:
         **os.environ,
         "PALLIWATCH_KAFKA_BOOTSTRAP": s.kafka_bootstrap,
         "PALLIWATCH_DATABASE_URL": s.database_url,
+        "PALLIWATCH_OWNER_DATABASE_URL": s.owner_url,
         # The bench's worker has a database of its own (so counts as external): give it the
         # local stack's secret.
         "PALLIWATCH_CELL_KEY_SECRET": base.resolved_cell_key_secret().decode(
@@ -99,7 +102,7 @@ def _prepare(base: Settings) -> Run:
     }
     migrate(s)
     ensure_topics(s)
-    return Run(s, env, db_name, base.database_url)
+    return Run(s, env, db_name, base.owner_url)
 
 
 def _cleanup(run: Run) -> None:

@@ -82,13 +82,16 @@ def _db_roles() -> None:
             2,
         )
     try:
-        with connect(settings_mod.load(), autocommit=True) as conn:
-            created = access.create_roles(conn, passwords)
+        s = settings_mod.load()
+        with connect(s, owner=True, autocommit=True) as conn:
+            created, notices = access.create_roles(conn, passwords, s.db_writer_role)
     except DatabaseUnavailable as e:
         _fail(str(e), 1)
     except psycopg.errors.InsufficientPrivilege as e:
         _fail(f"the database role may not create roles ({e}): run this as a role with "
               "CREATEROLE, or create the roles in schemas/audiences.py yourself", 1)  # fmt: skip
+    for notice in notices:  # as `db migrate` logs its own
+        logging.getLogger("palliwatch.db").warning("%s", notice)
     print(f"reader roles ready ({len(passwords)}); created: {', '.join(created) or 'none'}")
 
 
@@ -584,8 +587,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("db", help="database administration")
     sp.add_argument(
         "action", choices=("migrate", "roles"),
-        help="migrate: apply migrations and grants; roles: create the reader roles (passwords "
-        "from PALLIWATCH_GRAFANA_DB_PASSWORD_<ORG>, or from the file <ORG>_FILE names)",
+        help="migrate: apply migrations and every grant, as the schema owner "
+        "(PALLIWATCH_OWNER_DATABASE_URL); roles: create the reader and audit roles (passwords "
+        "from PALLIWATCH_GRAFANA_DB_PASSWORD_<ORG>, or the file <ORG>_FILE names; needs "
+        "CREATEROLE)",
     )  # fmt: skip
     sp.set_defaults(func=cmd_db)
 

@@ -23,7 +23,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from schemas.audiences import EXACT_GROUP, exact_roles
+from schemas.audiences import AUDIT_ROLE, EXACT_GROUP, exact_roles
 from streams import settings as cfg
 from streams.settings import REPO_ROOT, Settings
 
@@ -331,7 +331,7 @@ def pg_up(settings: Settings, timeout_s: float = 60.0) -> None:
     bindir = ensure_pg_binaries()
     if (data / "postmaster.pid").exists() and port_open("127.0.0.1", port):
         _say(f"PostgreSQL already running on 127.0.0.1:{port}")
-        _pg_bootstrap(bindir, sock)
+        _pg_bootstrap(bindir, sock, settings)
         return
     if port_open("127.0.0.1", port):
         raise ServiceError(
@@ -377,7 +377,8 @@ def pg_up(settings: Settings, timeout_s: float = 60.0) -> None:
         shutil.chown(log_path, "postgres", "postgres")
     opts = (
         f"-c listen_addresses=127.0.0.1 -p {port} -k {sock} "
-        "-c shared_buffers=256MB -c max_connections=100 -c fsync=on"
+        "-c shared_buffers=256MB -c max_connections=100 -c fsync=on "
+        + pg_access_log_options(bindir)
     )
     proc = subprocess.run(
         _as_pg_user(
@@ -402,8 +403,34 @@ def pg_up(settings: Settings, timeout_s: float = 60.0) -> None:
         raise ServiceError(
             f"PostgreSQL did not start:\n{proc.stdout}{proc.stderr}\n{_tail(log_path)}"
         )
-    _pg_bootstrap(bindir, sock)
+    _pg_bootstrap(bindir, sock, settings)
     _say("PostgreSQL is ready")
+
+
+def pg_superuser_sql(settings: Settings, sql: str, db: str = "postgres") -> str:
+    """Run ``sql`` as the local cluster's superuser (over its socket): what only a superuser
+    may do locally (creating roles, handing a database over); tests use it to set up cases."""
+    _, _, sock = _pg_paths(settings)
+    return _psql(ensure_pg_binaries(), sock, sql, db=db)
+
+
+def pgaudit_available(bindir: Path) -> bool:
+    """Is pgaudit's library installed beside these server binaries (Debian's
+    postgresql-NN-pgaudit; deploy/local/ensure-system-packages.sh installs it)?"""
+    return (bindir.parent / "lib" / "pgaudit.so").exists()
+
+
+def pg_access_log_options(bindir: Path) -> str:
+    """Server options (``postgres -c``) that log who read what: every connection with its
+    role, and with pgaudit each read of a published view (object audit through the audit role,
+    schemas/audiences.py); the worker's writes are not audited. %u in the prefix names the role
+    on every line."""
+    opts = "-c log_connections=on -c log_line_prefix='%m [%p] %q%u@%d '"
+    if pgaudit_available(bindir):
+        opts += f" -c shared_preload_libraries=pgaudit -c pgaudit.role={AUDIT_ROLE}"
+        # The statement once per statement (not per relation), without its parameters.
+        opts += " -c pgaudit.log_statement_once=on -c pgaudit.log_parameter=off"
+    return opts
 
 
 def _psql(bindir: Path, sock: Path, sql: str, db: str = "postgres") -> str:
@@ -433,26 +460,36 @@ def _psql(bindir: Path, sock: Path, sql: str, db: str = "postgres") -> str:
     return proc.stdout.strip()
 
 
-def _pg_bootstrap(bindir: Path, sock: Path) -> None:
-    """The project's database and roles; idempotent."""
-    w, r = cfg.LOCAL_DB_WRITER, cfg.LOCAL_DB_READER
-    for role, pw in ((w, cfg.LOCAL_DB_WRITER_PASSWORD), (r, cfg.LOCAL_DB_READER_PASSWORD)):
-        exists = _psql(bindir, sock, f"SELECT 1 FROM pg_roles WHERE rolname = '{role}'")
-        verb = "ALTER" if exists else "CREATE"
-        _psql(bindir, sock, f"{verb} ROLE {role} LOGIN PASSWORD '{pw}'")
+def _pg_role(bindir: Path, sock: Path, role: str, attributes: str) -> None:
+    """Create ``role`` or reset its attributes and local password (idempotent)."""
+    exists = _psql(bindir, sock, f"SELECT 1 FROM pg_roles WHERE rolname = '{role}'")
+    verb = "ALTER" if exists else "CREATE"
+    _psql(bindir, sock, f"{verb} ROLE {role} {attributes} PASSWORD '{cfg.local_password(role)}'")
+
+
+def _pg_bootstrap(bindir: Path, sock: Path, settings: Settings | None = None) -> None:
+    """The project's database and roles; idempotent. A cluster set up by an earlier version
+    (the writer owned the database and every table) is handed over to the owner."""
+    o, w, r = cfg.LOCAL_DB_OWNER, cfg.LOCAL_DB_WRITER, cfg.LOCAL_DB_READER
+    # The owner runs migrations and may create databases (each integration test makes its
+    # own); the writer, the worker's role, gets rows only (`db migrate` grants them).
+    _pg_role(bindir, sock, o, "LOGIN CREATEDB NOCREATEROLE NOSUPERUSER")
+    _pg_role(bindir, sock, w, "LOGIN NOCREATEDB NOCREATEROLE NOSUPERUSER")
+    _pg_role(bindir, sock, r, "LOGIN")
+    # The owner ends the worker's sessions when a test drops its database (WITH (FORCE)).
+    _psql(bindir, sock, f"GRANT pg_signal_backend TO {o}")
     # The exact layer's readers (schemas/audiences.py): members of one group that holds the
-    # grants; row-level security gives each its regions.
-    if not _psql(bindir, sock, f"SELECT 1 FROM pg_roles WHERE rolname = '{EXACT_GROUP}'"):
-        _psql(bindir, sock, f"CREATE ROLE {EXACT_GROUP} NOLOGIN")
+    # grants; row-level security gives each its regions. The audit role marks what pgaudit
+    # logs (processors/access.py).
+    for group in (EXACT_GROUP, AUDIT_ROLE):
+        if not _psql(bindir, sock, f"SELECT 1 FROM pg_roles WHERE rolname = '{group}'"):
+            _psql(bindir, sock, f"CREATE ROLE {group} NOLOGIN")
     for role in exact_roles():
-        exists = _psql(bindir, sock, f"SELECT 1 FROM pg_roles WHERE rolname = '{role}'")
-        verb = "ALTER" if exists else "CREATE"
-        _psql(bindir, sock, f"{verb} ROLE {role} LOGIN PASSWORD '{cfg.local_password(role)}'")
+        _pg_role(bindir, sock, role, "LOGIN")
         _psql(bindir, sock, f"GRANT {EXACT_GROUP} TO {role}")
-    # The writer may create databases: the integration tests give each test its own.
-    _psql(bindir, sock, f"ALTER ROLE {w} CREATEDB")
     if not _psql(bindir, sock, f"SELECT 1 FROM pg_database WHERE datname = '{cfg.LOCAL_DB_NAME}'"):
-        _psql(bindir, sock, f"CREATE DATABASE {cfg.LOCAL_DB_NAME} OWNER {w}")
+        _psql(bindir, sock, f"CREATE DATABASE {cfg.LOCAL_DB_NAME} OWNER {o}")
+    handed_over = _hand_over_from_writer(bindir, sock)
     _psql(bindir, sock, f"GRANT CONNECT ON DATABASE {cfg.LOCAL_DB_NAME} TO {r}")
     # The reader's SELECT grants (on the published schema only) come with the migrations;
     # clusters set up by earlier versions granted it public tables by default: take that back.
@@ -462,6 +499,39 @@ def _pg_bootstrap(bindir: Path, sock: Path) -> None:
         f"ALTER DEFAULT PRIVILEGES FOR ROLE {w} IN SCHEMA public REVOKE SELECT ON TABLES FROM {r}",
         db=cfg.LOCAL_DB_NAME,
     )
+    if cfg.LOCAL_DB_NAME in handed_over and settings is not None:
+        # The writer owned what it wrote to and so held no grants: give them now (as `db
+        # migrate` does), or a worker started without a migrate could not write.
+        from processors import access
+        from processors.db import connect
+
+        _say(f"{cfg.LOCAL_DB_NAME}: the owner role now owns the schema; granting the writer")
+        with connect(settings, owner=True, autocommit=True) as conn:
+            for notice in access.apply(conn, settings.db_writer_role):
+                _say(f"warning: {notice}")
+
+
+def _hand_over_from_writer(bindir: Path, sock: Path) -> list[str]:
+    """Every database the writer owns, and everything in it, becomes the owner's (REASSIGN
+    OWNED, per database). Returns the databases handed over."""
+    o, w = cfg.LOCAL_DB_OWNER, cfg.LOCAL_DB_WRITER
+    owned = _psql(
+        bindir,
+        sock,
+        "SELECT datname FROM pg_database d JOIN pg_roles r ON r.oid = d.datdba "
+        f"WHERE r.rolname = '{w}' AND d.datallowconn ORDER BY 1",
+    ).split()
+    # The demo's database too, if the writer owns anything in it (its objects, not the database).
+    if cfg.LOCAL_DB_NAME not in owned and _psql(
+        bindir,
+        sock,
+        f"SELECT 1 FROM pg_class WHERE relowner = '{w}'::regrole LIMIT 1",
+        db=cfg.LOCAL_DB_NAME,
+    ):
+        owned.append(cfg.LOCAL_DB_NAME)
+    for db in owned:
+        _psql(bindir, sock, f"REASSIGN OWNED BY {w} TO {o}", db=db)
+    return owned
 
 
 def pg_down(settings: Settings) -> None:

@@ -31,6 +31,8 @@ LOCAL_PG_PORT = int(os.environ.get("PALLIWATCH_LOCAL_PG_PORT", "54329"))
 LOCAL_DB_NAME = "palliwatch"
 LOCAL_DB_WRITER = "palliwatch_writer"
 LOCAL_DB_READER = "palliwatch_reader"
+# The role that owns the schema and runs the migrations (the writer only reads and writes rows).
+LOCAL_DB_OWNER = "palliwatch_owner"
 # Local, loopback-only development passwords; real deployments set PALLIWATCH_DATABASE_URL.
 LOCAL_DB_WRITER_PASSWORD = "palliwatch_writer_local"
 LOCAL_DB_READER_PASSWORD = "palliwatch_reader_local"
@@ -113,6 +115,16 @@ class Settings:
     # production: 3 and 2, so a broker may fail without losing a write (README, Configuration).
     kafka_replication_factor: int = 1
     kafka_min_insync_replicas: int = 1
+    # The schema owner's URL (migrations, `db roles`); empty: database_url, i.e. a single-role
+    # deployment in which the writer owns the schema (`db migrate` says so).
+    owner_database_url: str = ""
+    # The role `db migrate` grants the worker's rights to (PALLIWATCH_DB_WRITER_ROLE).
+    db_writer_role: str = LOCAL_DB_WRITER
+
+    @property
+    def owner_url(self) -> str:
+        """The URL migrations and `db roles` connect with."""
+        return self.owner_database_url or self.database_url
 
     def record_keys(self) -> RecordKeys:
         """person_ref -> record key. The local stack makes a secret once and keeps it in the
@@ -156,7 +168,8 @@ def load() -> Settings:
     state_dir = Path(env.get("PALLIWATCH_STATE_DIR", REPO_ROOT / ".palliwatch")).resolve()
     kafka = env.get("PALLIWATCH_KAFKA_BOOTSTRAP")
     replication, min_insync = _kafka_replication(env)
-    db = env.get("PALLIWATCH_DATABASE_URL")
+    db = _optional_secret(env, "PALLIWATCH_DATABASE_URL")
+    owner_db = _optional_secret(env, "PALLIWATCH_OWNER_DATABASE_URL")
     return Settings(
         kafka_bootstrap=kafka or f"127.0.0.1:{LOCAL_KAFKA_PORT}",
         database_url=db
@@ -184,6 +197,18 @@ def load() -> Settings:
         kafka_security=_kafka_security(env),
         kafka_replication_factor=replication,
         kafka_min_insync_replicas=min_insync,
+        # The local stack's owner when no database is configured; else the operator's owner URL,
+        # or none (the database URL's role then owns the schema).
+        owner_database_url=owner_db
+        or (
+            ""
+            if db is not None
+            else (
+                f"postgresql://{LOCAL_DB_OWNER}:{local_password(LOCAL_DB_OWNER)}"
+                f"@127.0.0.1:{LOCAL_PG_PORT}/{LOCAL_DB_NAME}"
+            )
+        ),
+        db_writer_role=env.get("PALLIWATCH_DB_WRITER_ROLE") or LOCAL_DB_WRITER,
     )
 
 
@@ -266,6 +291,14 @@ def _secret(env: os._Environ[str], name: str) -> bytes:
         except OSError as exc:
             raise SystemExit(f"palliwatch: {name}_FILE={path!r} cannot be read: {exc}") from exc
     return env.get(name, "").encode()
+
+
+def _optional_secret(env: os._Environ[str], name: str) -> str | None:
+    """A URL (with its password) from NAME or the file NAME_FILE names; None when neither is
+    set (an empty NAME still counts as set, as before)."""
+    if env.get(f"{name}_FILE"):
+        return _secret(env, name).decode()
+    return env.get(name)
 
 
 def _local_secret(path: Path) -> bytes:

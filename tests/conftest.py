@@ -59,9 +59,14 @@ def _free_port() -> int:
 
 @dataclasses.dataclass
 class Isolated:
-    settings: Settings
+    settings: Settings  # database_url: the writer's (the worker's); owner_url: the owner's
     env: dict[str, str]
     db_name: str
+
+
+def in_database(url: str, db_name: str) -> str:
+    """The same login on another database of the same server."""
+    return url.rsplit("/", 1)[0] + f"/{db_name}"
 
 
 @pytest.fixture
@@ -73,13 +78,15 @@ def isolated(local_stack: Settings, request: pytest.FixtureRequest) -> Iterator[
     partitions = int(marker.args[0]) if marker else local_stack.partitions
     tag = uuid.uuid4().hex[:10]
     db_name = f"palliwatch_test_{tag}"
-    admin_url = local_stack.database_url
+    # As a deployment runs: the owner creates and migrates the database, the worker writes as
+    # the writer (no DDL; processors/access.py).
+    admin_url = local_stack.owner_url
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{db_name}"')
-    db_url = admin_url.rsplit("/", 1)[0] + f"/{db_name}"
     s = dataclasses.replace(
         local_stack,
-        database_url=db_url,
+        database_url=in_database(local_stack.database_url, db_name),
+        owner_database_url=in_database(admin_url, db_name),
         app_id=f"palliwatch-test-{tag}",
         topic_namespace=f"test-{tag}",
         web_port=_free_port(),
@@ -89,6 +96,7 @@ def isolated(local_stack: Settings, request: pytest.FixtureRequest) -> Iterator[
         **os.environ,
         "PALLIWATCH_KAFKA_BOOTSTRAP": s.kafka_bootstrap,
         "PALLIWATCH_DATABASE_URL": s.database_url,
+        "PALLIWATCH_OWNER_DATABASE_URL": s.owner_url,
         "PALLIWATCH_APP_ID": s.app_id,
         "PALLIWATCH_TOPIC_NAMESPACE": s.topic_namespace,
         "PALLIWATCH_WEB_PORT": str(s.web_port),

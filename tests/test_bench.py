@@ -31,7 +31,7 @@ def test_storage_bench_runs_at_a_tiny_size(local_stack: Settings) -> None:
         # The public and the exact overview read the same rows (the national role sees all).
         assert results["overview_rows"] == results["exact_overview_rows"] > 0
     finally:
-        with psycopg.connect(local_stack.database_url, autocommit=True) as conn:
+        with psycopg.connect(local_stack.owner_url, autocommit=True) as conn:
             conn.execute('DROP DATABASE IF EXISTS "palliwatch_bench_tiny" WITH (FORCE)')
 
 

@@ -564,7 +564,9 @@ def check_nothing_leaked(
                 found = leaks(raw.decode("utf-8", "replace"))
                 if found:
                     problems.append(f"topic {topic}@{r.partition}:{r.offset} {part}: {found}")
-    with psycopg.connect(s.database_url) as conn:
+    # As the owner, who reads every relation (the worker's writer role has no grant on the
+    # published views, and information_schema lists only what the user may read).
+    with psycopg.connect(s.owner_url) as conn:
         relations = conn.execute(
             "SELECT table_schema, table_name FROM information_schema.tables "
             "WHERE table_schema IN ('public', 'published') "
@@ -926,7 +928,7 @@ def test_crafted_unit_events_and_reference_records_are_dead_letters(
 
     problems = check_dead_letters(s, sent)
     expect(problems, "rows stored", stored_counts(), expected_counts)
-    with psycopg.connect(s.database_url) as conn:
+    with psycopg.connect(s.owner_url) as conn:  # the tables and the published views
 
         def rows(sql: str, params: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
             return conn.execute(sql, params).fetchall()

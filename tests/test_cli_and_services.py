@@ -24,7 +24,7 @@ from streams.cli import format_indicator_table
 from streams.kafka_admin import delete_topics
 from streams.settings import REPO_ROOT, Settings
 from streams.topics import CATALOGUE, DEATH_SURVEYS, SCOPE_DELTAS
-from tests.conftest import Isolated
+from tests.conftest import Isolated, in_database
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -195,10 +195,12 @@ def test_topics_are_created_from_the_catalogue(isolated: Isolated) -> None:
 @pytest.mark.integration
 def test_migrations_are_idempotent_and_safe_concurrently(local_stack: Settings) -> None:
     db_name = f"palliwatch_mig_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(local_stack.database_url, autocommit=True) as conn:
+    with psycopg.connect(local_stack.owner_url, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{db_name}"')
     s = dataclasses.replace(
-        local_stack, database_url=local_stack.database_url.rsplit("/", 1)[0] + f"/{db_name}"
+        local_stack,
+        database_url=in_database(local_stack.database_url, db_name),
+        owner_database_url=in_database(local_stack.owner_url, db_name),
     )
     try:
         assert pending_migrations(s) == [p.name for p in migration_files()]
@@ -225,18 +227,18 @@ def test_migrations_are_idempotent_and_safe_concurrently(local_stack: Settings) 
             count = conn.execute("SELECT count(*) FROM schema_migrations").fetchone()
         assert count is not None and count[0] == len(migration_files())
     finally:
-        with psycopg.connect(local_stack.database_url, autocommit=True) as conn:
+        with psycopg.connect(local_stack.owner_url, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
 
 
 @pytest.mark.integration
 def test_worker_refuses_an_unmigrated_database(local_stack: Settings, tmp_path: Path) -> None:
     db_name = f"palliwatch_empty_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(local_stack.database_url, autocommit=True) as conn:
+    with psycopg.connect(local_stack.owner_url, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{db_name}"')
     namespace = f"test-{uuid.uuid4().hex[:8]}"
     try:
-        url = local_stack.database_url.rsplit("/", 1)[0] + f"/{db_name}"
+        url = in_database(local_stack.database_url, db_name)
         r = run_cli(
             "worker",
             env={
@@ -250,7 +252,7 @@ def test_worker_refuses_an_unmigrated_database(local_stack: Settings, tmp_path: 
     finally:
         ns = dataclasses.replace(local_stack, topic_namespace=namespace)
         delete_topics(ns, [ns.topic(t) for t in CATALOGUE])
-        with psycopg.connect(local_stack.database_url, autocommit=True) as conn:
+        with psycopg.connect(local_stack.owner_url, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
 
 

@@ -366,7 +366,8 @@ def _wait_quiescent(iso: Isolated, h: History, truth: Truth, worker: WorkerProce
         return row is not None and row[0] == truth.applied_revisions
 
     wait_for(arrivals_stored, 60, "every applied revision's arrival row", worker)
-    with psycopg.connect(iso.settings.database_url, autocommit=True) as conn:
+    # Refreshing a continuous aggregate is the owner's (the worker never does it).
+    with psycopg.connect(iso.settings.owner_url, autocommit=True) as conn:
         if conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'").fetchone():
             # The continuous aggregate is refreshed by a policy every 15 minutes.
             conn.execute("CALL refresh_continuous_aggregate('survey_arrivals_daily', NULL, NULL)")

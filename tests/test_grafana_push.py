@@ -502,3 +502,25 @@ def test_create_orgs_stops_on_an_organisation_in_the_way(grafana: tuple[FakeGraf
     assert done.returncode != 0
     assert "organisation 2 is 'someone else's'" in done.stderr
     assert national().name not in {o.name for o in fake.orgs.values()}
+
+
+def test_push_takes_a_new_datasources_tls_mode_from_the_environment_and_keeps_it(
+    grafana: tuple[FakeGrafana, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PALLIWATCH_GRAFANA_DB_SSLMODE is the operator's: every new datasource gets it, and a
+    later push without it leaves each datasource's own mode (also one changed by hand)."""
+    fake, url = grafana
+    monkeypatch.setenv("PALLIWATCH_GRAFANA_DB_SSLMODE", "verify-full")
+    push(url)
+    modes = {
+        org.key: fake.org(org.name).datasources[org.datasource_uid]["jsonData"]["sslmode"]
+        for org in orgs()
+    }
+    assert set(modes.values()) == {"verify-full"}
+    monkeypatch.delenv("PALLIWATCH_GRAFANA_DB_SSLMODE")
+    nat = fake.org(national().name).datasources[national().datasource_uid]
+    nat["jsonData"]["sslmode"] = "verify-ca"  # an operator's own change
+    push(url)
+    for org in orgs():
+        got = fake.org(org.name).datasources[org.datasource_uid]["jsonData"]["sslmode"]
+        assert got == ("verify-ca" if org.national else "verify-full"), org.key

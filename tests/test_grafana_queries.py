@@ -168,7 +168,8 @@ def scenario() -> list[dict[str, Any]]:
 def load(s: Settings) -> None:
     rows = scenario()
     cols = list(rows[0])
-    with psycopg.connect(s.database_url) as conn:
+    # As the owner: refresh_indicator_current() is a repair tool (it deletes), not the worker's.
+    with psycopg.connect(s.owner_url) as conn:
         with conn.cursor() as cur:
             cur.executemany(
                 f"INSERT INTO indicator_values ({', '.join(cols)}) "

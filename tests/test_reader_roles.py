@@ -218,7 +218,7 @@ def test_row_level_security_holds_for_a_table_granted_by_mistake(loaded) -> None
     still show it its own region only."""
     isolated, rows = loaded
     role = region_role("09")
-    with psycopg.connect(isolated.settings.database_url, autocommit=True) as owner:
+    with psycopg.connect(isolated.settings.owner_url, autocommit=True) as owner:
         for table in ("indicator_values", "indicator_current", "survey_arrivals"):
             owner.execute(f"GRANT SELECT ON {table} TO {role}")
     with psycopg.connect(role_url(isolated, role)) as conn:

@@ -67,7 +67,7 @@ def test_rows_the_database_refuses_are_named_and_the_rest_is_durable(isolated: I
 
 def test_a_read_only_database_is_retried_until_it_is_writable_again(isolated: Isolated) -> None:
     s = isolated.settings
-    admin = s.database_url
+    admin = s.owner_url  # the database's owner may make it read-only
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'ALTER DATABASE "{isolated.db_name}" SET default_transaction_read_only = on')
     before = _errors("read_only")

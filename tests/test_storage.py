@@ -255,7 +255,7 @@ def test_timescaledb_migrations_and_queries(local_stack: Settings) -> None:
 
     with PostgresContainer("timescale/timescaledb:latest-pg16") as pg:
         url = pg.get_connection_url().replace("postgresql+psycopg2://", "postgresql://")
-        s = dataclasses.replace(local_stack, database_url=url)
+        s = dataclasses.replace(local_stack, database_url=url, owner_database_url=url)
         migrate(s)
         with psycopg.connect(url) as conn:
             hypertables = {
