@@ -132,7 +132,8 @@ def _diagnosed(settings: Settings) -> Iterator[None]:
     try:
         yield
     except (kerrors.KafkaError, OSError) as e:
-        raise KafkaUnavailable(explain(e, settings, detail=" ".join(handler.messages[-4:]))) from e
+        # Every reason it logged: a refused login alternates with "socket disconnected".
+        raise KafkaUnavailable(explain(e, settings, detail=" ".join(handler.messages))) from e
     finally:
         for lg, (level, propagate) in zip(loggers, saved, strict=True):
             lg.removeHandler(handler)
@@ -283,4 +284,4 @@ def explain(exc: BaseException, settings: Settings, resource: str = "", detail: 
             "that PALLIWATCH_KAFKA_SECURITY_PROTOCOL matches the listener (and, for mutual "
             "TLS, PALLIWATCH_KAFKA_SSL_CERTFILE/_KEYFILE)"
         )
-    return f"{where}: {text}"
+    return f"{where}: {type(exc).__name__}: {exc}"
