@@ -236,28 +236,22 @@ def explain(exc: BaseException, settings: Settings, resource: str = "", detail: 
             "PALLIWATCH_KAFKA_SASL_USERNAME, PALLIWATCH_KAFKA_SASL_PASSWORD (or _FILE) and "
             "PALLIWATCH_KAFKA_SASL_MECHANISM"
         )
-    if isinstance(exc, kerrors.TopicAuthorizationFailedError):
-        return (
-            f"{where} does not let {who} use topic {resource or '(see the broker log)'} "
-            "(TOPIC_AUTHORIZATION_FAILED): "
-            + _ACL_HINT.format(
-                bootstrap=settings.kafka_bootstrap,
-                operation="Read --operation Write --operation Describe",
-                kind="topic",
-                resource=resource or "<topic>",
-            )
-        )
-    if isinstance(exc, kerrors.GroupAuthorizationFailedError):
-        return (
-            f"{where} does not let {who} use consumer group {resource or settings.app_id} "
-            "(GROUP_AUTHORIZATION_FAILED): "
-            + _ACL_HINT.format(
-                bootstrap=settings.kafka_bootstrap,
-                operation="Read --operation Describe",
-                kind="group",
-                resource=resource or settings.app_id,
-            )
-        )
+    denied = {
+        kerrors.TopicAuthorizationFailedError: (
+            "topic",
+            "Read --operation Write --operation Describe",
+        ),
+        kerrors.GroupAuthorizationFailedError: ("group", "Read --operation Describe"),
+    }
+    for error, (kind, operations) in denied.items():
+        if isinstance(exc, error):
+            name = resource or (settings.app_id if kind == "group" else "<topic>")
+            what = "consumer group" if kind == "group" else "topic"
+            return (
+                f"{where} does not let {who} use {what} {name} ({error.message}): "
+                + _ACL_HINT.format(bootstrap=settings.kafka_bootstrap, operation=operations,
+                                   kind=kind, resource=name)
+            )  # fmt: skip
     if isinstance(exc, kerrors.ClusterAuthorizationFailedError):
         return (
             f"{where} does not let {who} create topics (CLUSTER_AUTHORIZATION_FAILED): grant "

@@ -313,6 +313,13 @@ def ensure_pg_binaries() -> Path:
     return bindir
 
 
+def initdb_command(bindir: Path, data: Path, *extra: str) -> list[str]:
+    """initdb of a cluster like the local stack's: superuser postgres, trusted over its socket,
+    SCRAM passwords over TCP, UTF-8 (tests make clusters of their own with it)."""
+    return [str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth-local=trust",
+            "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C.UTF-8", *extra]  # fmt: skip
+
+
 def _as_pg_user(cmd: list[str]) -> list[str]:
     # initdb and postgres refuse to run as root; Debian's package creates the postgres user.
     if os.geteuid() == 0:
@@ -352,20 +359,7 @@ def pg_up(settings: Settings, timeout_s: float = 60.0) -> None:
     if not (data / "PG_VERSION").exists():
         _say("initialising the PostgreSQL cluster ...")
         proc = subprocess.run(
-            _as_pg_user(
-                [
-                    str(bindir / "initdb"),
-                    "-D",
-                    str(data),
-                    "-U",
-                    "postgres",
-                    "--auth-local=trust",
-                    "--auth-host=scram-sha-256",
-                    "-E",
-                    "UTF8",
-                    "--locale=C.UTF-8",
-                ]
-            ),
+            _as_pg_user(initdb_command(bindir, data)),
             capture_output=True,
             text=True,
         )

@@ -115,6 +115,17 @@ def isolated(local_stack: Settings, request: pytest.FixtureRequest) -> Iterator[
         drop_database(admin_url, db_name)
 
 
+def stop_process(proc: subprocess.Popen[bytes], timeout_s: float = 30) -> None:
+    """SIGTERM, and SIGKILL when it has not exited within ``timeout_s``."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 class WorkerProcess:
     """A real `palliwatch worker` subprocess with its log kept for failure messages."""
 
@@ -143,13 +154,7 @@ class WorkerProcess:
             raise AssertionError(f"worker exited with {self.proc.returncode}:\n{self.log_tail()}")
 
     def _terminate(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
 
     def restart(self) -> None:
         """Stop the worker cleanly and start a new one on the same app id and state."""

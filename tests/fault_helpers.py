@@ -27,6 +27,7 @@ from streams import settings as settings_mod
 from streams.kafka_admin import admin_client
 from streams.settings import Settings
 from streams.topics import TopicSpec
+from tests.histories import History
 
 
 def free_port() -> int:
@@ -140,6 +141,27 @@ def precreate_worker_topics(s: Settings) -> None:
 
 
 # ---- a producer that keeps sending through an outage ---------------------------------------
+
+
+def send_head(s: Settings, h: History) -> tuple[History, list[tuple[TopicSpec, dict[str, Any]]]]:
+    """Send the structure, half the official deaths and a third of the surveys of ``h``; return
+    that part as a history (for the oracle) and the rest, in order, for an OutageProducer."""
+    from streams.producer import make_producer, send_records
+    from streams.topics import DEATH_SURVEYS, OFFICIAL_DEATHS, POPULATION, UNIT_EVENTS
+
+    cut, half = len(h.surveys) // 3, len(h.official) // 2
+    producer = make_producer(s)
+    send_records(producer, s, POPULATION, h.population)
+    send_records(producer, s, UNIT_EVENTS, h.units)
+    send_records(producer, s, OFFICIAL_DEATHS, h.official[:half])
+    send_records(producer, s, DEATH_SURVEYS, h.surveys[:cut])
+    producer.close()
+    assert h.admitted == h.surveys  # the head of the surveys is the head of what is admitted
+    head = History(admitted=h.surveys[:cut], official=h.official[:half], units=h.units,
+                   population=h.population)  # fmt: skip
+    rest: list[tuple[TopicSpec, dict[str, Any]]] = [(DEATH_SURVEYS, r) for r in h.surveys[cut:]]
+    rest += [(OFFICIAL_DEATHS, o) for o in h.official[half:]]
+    return head, rest
 
 
 class OutageProducer(threading.Thread):

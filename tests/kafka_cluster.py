@@ -21,6 +21,7 @@ from pathlib import Path
 from streams import services
 from streams.services import KAFKA_POM_DIR, KafkaPaths
 from streams.settings import KafkaSecurity, Settings
+from tests.conftest import stop_process
 from tests.fault_helpers import free_port
 
 ADMIN_USER = "palliwatch-admin"
@@ -99,14 +100,8 @@ class Node:
             self.proc.wait(timeout=30)
 
     def stop(self) -> None:
-        if self.alive():
-            assert self.proc is not None
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            stop_process(self.proc)
 
 
 def _libs(base: Settings) -> Path:

@@ -312,20 +312,7 @@ class Cluster:
         if os.geteuid() == 0:
             shutil.chown(self.root, "postgres", "postgres")
             shutil.chown(self.sock, "postgres", "postgres")
-        made = self.run(
-            [
-                str(self.bindir / "initdb"),
-                "-D",
-                str(self.data),
-                "-U",
-                "postgres",
-                "--auth-local=trust",
-                "--auth-host=scram-sha-256",
-                "-E",
-                "UTF8",
-                "--locale=C.UTF-8",
-            ]
-        )
+        made = self.run(services.initdb_command(self.bindir, self.data))
         assert made.returncode == 0, made.stderr
         opts = f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.sock}"
         up = self.run(

@@ -44,9 +44,10 @@ from tests.fault_helpers import (
     free_port,
     precreate_worker_topics,
     private_broker,
+    send_head,
     synthetic_identity_number,
 )
-from tests.histories import History, random_history
+from tests.histories import random_history
 from tests.oracle_compare import db_rows, differences, oracle_of
 from tests.pipeline_helpers import dead_letters, metric, person, survey
 from tests.test_engine_integration import wait_equal
@@ -89,28 +90,12 @@ class TestBrokerRestart:
         s = isolated.settings
         assert s.kafka_bootstrap == self.broker.settings.kafka_bootstrap
         h = random_history(seed=71, n_surveys=300, as_of=TEST_AS_OF)
-        cut = len(h.surveys) // 3
-        half = len(h.official) // 2
-        producer = make_producer(s)
-        send_records(producer, s, POPULATION, h.population)
-        send_records(producer, s, UNIT_EVENTS, h.units)
-        send_records(producer, s, OFFICIAL_DEATHS, h.official[:half])
-        send_records(producer, s, DEATH_SURVEYS, h.surveys[:cut])
-        producer.close()
+        first, rest = send_head(s, h)
         # A healthy worker before the outage: the first part is in the table, exactly.
-        assert h.admitted == h.surveys
-        first = History(
-            admitted=h.surveys[:cut],
-            official=h.official[:half],
-            units=h.units,
-            population=h.population,
-        )
         wait_equal(isolated, oracle_of(first, TEST_AS_OF), worker, timeout=120)
         pid = worker.proc.pid
 
         # The rest keeps coming at a steady pace from before the outage until after it.
-        rest: list[tuple[TopicSpec, dict[str, Any]]] = [(DEATH_SURVEYS, r) for r in h.surveys[cut:]]
-        rest += [(OFFICIAL_DEATHS, o) for o in h.official[half:]]
         sender = OutageProducer(s, rest, pace_s=0.05)
         sender.start()
         wait_for(lambda: sender.sent >= 40, 60, "the producer to be under way", worker)

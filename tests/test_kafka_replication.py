@@ -9,26 +9,20 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 from kafka.errors import KafkaError
 
 from streams import kafka_clients
-from streams.producer import make_producer, send_records
 from streams.settings import Settings
 from streams.topics import (
     CATALOGUE,
     DEATH_SURVEYS,
-    OFFICIAL_DEATHS,
-    POPULATION,
     SCOPE_DELTAS,
-    UNIT_EVENTS,
-    TopicSpec,
 )
 from tests.conftest import TEST_AS_OF, Isolated, WorkerProcess, wait_for
-from tests.fault_helpers import OutageProducer, precreate_worker_topics
-from tests.histories import History, random_history
+from tests.fault_helpers import OutageProducer, precreate_worker_topics, send_head
+from tests.histories import random_history
 from tests.kafka_cluster import Cluster, clean_env, env_of, three_node_cluster
 from tests.oracle_compare import oracle_of
 from tests.test_engine_integration import wait_equal
@@ -94,16 +88,7 @@ class TestLeaderKill:
             assert len(reps) == 3
 
         h = random_history(seed=83, n_surveys=300, as_of=TEST_AS_OF)
-        cut = len(h.surveys) // 3
-        half = len(h.official) // 2
-        producer = make_producer(s)
-        send_records(producer, s, POPULATION, h.population)
-        send_records(producer, s, UNIT_EVENTS, h.units)
-        send_records(producer, s, OFFICIAL_DEATHS, h.official[:half])
-        send_records(producer, s, DEATH_SURVEYS, h.surveys[:cut])
-        producer.close()
-        first = History(admitted=h.surveys[:cut], official=h.official[:half], units=h.units,
-                        population=h.population)  # fmt: skip
+        first, rest = send_head(s, h)
         wait_equal(isolated, oracle_of(first, TEST_AS_OF), worker, timeout=180)
 
         # The broker leading the most partitions of the surveys' and the scope topics.
@@ -119,8 +104,6 @@ class TestLeaderKill:
             key=lambda b: lead_count[b],
         )  # fmt: skip
 
-        rest: list[tuple[TopicSpec, dict[str, Any]]] = [(DEATH_SURVEYS, r) for r in h.surveys[cut:]]
-        rest += [(OFFICIAL_DEATHS, o) for o in h.official[half:]]
         sender = OutageProducer(s, rest, pace_s=0.05)
         sender.start()
         wait_for(lambda: sender.sent >= 40, 60, "the producer to be under way", worker)

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 from streams import services
+from tests.fault_helpers import free_port
 
 
 def _run(cmd: list[str], cwd: Path | None = None) -> str:
@@ -45,17 +45,6 @@ def make_server_cert(directory: Path, ca: Path, names: list[str]) -> tuple[Path,
     return crt, key
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _as_postgres(cmd: list[str]) -> list[str]:
-    # initdb and postgres refuse to run as root (as in streams/services.py).
-    return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
-
-
 @dataclass
 class TLSCluster:
     root: Path
@@ -72,12 +61,12 @@ class TLSCluster:
 
     def sql(self, statement: str, db: str = "postgres") -> str:
         """As the cluster's superuser, over its socket."""
-        return _run(_as_postgres([str(self.bindir / "psql"), "-h", str(self.socket_dir),
+        return _run(services._as_pg_user([str(self.bindir / "psql"), "-h", str(self.socket_dir),
                                   "-p", str(self.port), "-U", "postgres", "-d", db,
                                   "-v", "ON_ERROR_STOP=1", "-qAtc", statement]))  # fmt: skip
 
     def stop(self) -> None:
-        subprocess.run(_as_postgres([str(self.bindir / "pg_ctl"), "-D", str(self.data),
+        subprocess.run(services._as_pg_user([str(self.bindir / "pg_ctl"), "-D", str(self.data),
                                      "-m", "immediate", "-w", "stop"]),
                        capture_output=True, check=False)  # fmt: skip
         shutil.rmtree(self.root, ignore_errors=True)
@@ -86,7 +75,7 @@ class TLSCluster:
 def start_tls_cluster(root: Path, cert: Path, key: Path) -> TLSCluster:
     """initdb, TLS on, password logins over TLS only (``hostssl``), listening on 127.0.0.1."""
     bindir = services.ensure_pg_binaries()
-    cluster = TLSCluster(root, _free_port(), bindir)
+    cluster = TLSCluster(root, free_port(), bindir)
     cluster.socket_dir.mkdir(parents=True, exist_ok=True)
     server_cert, server_key = root / "server.crt", root / "server.key"
     shutil.copy(cert, server_cert)
@@ -95,9 +84,7 @@ def start_tls_cluster(root: Path, cert: Path, key: Path) -> TLSCluster:
     if os.geteuid() == 0:
         for path in (root, cluster.socket_dir, server_cert, server_key):
             shutil.chown(path, "postgres", "postgres")
-    _run(_as_postgres([str(bindir / "initdb"), "-D", str(cluster.data), "-U", "postgres",
-                       "--auth-local=trust", "--auth-host=scram-sha-256", "--no-sync",
-                       "-E", "UTF8", "--locale=C.UTF-8"]))  # fmt: skip
+    _run(services._as_pg_user(services.initdb_command(bindir, cluster.data, "--no-sync")))
     hba = cluster.data / "pg_hba.conf"
     # TLS or nothing over TCP: a client that does not encrypt finds no pg_hba.conf entry.
     hba.write_text("local all postgres trust\nhostssl all all 127.0.0.1/32 scram-sha-256\n")
@@ -109,6 +96,6 @@ def start_tls_cluster(root: Path, cert: Path, key: Path) -> TLSCluster:
         "-c fsync=off -c shared_buffers=32MB -c max_connections=20"
     )
     log = root / "postgres.log"
-    _run(_as_postgres([str(bindir / "pg_ctl"), "-D", str(cluster.data), "-l", str(log),
+    _run(services._as_pg_user([str(bindir / "pg_ctl"), "-D", str(cluster.data), "-l", str(log),
                        "-o", opts, "-w", "-t", "60", "start"]))  # fmt: skip
     return cluster
