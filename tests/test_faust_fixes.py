@@ -193,3 +193,21 @@ def test_faust_own_seek_leaves_a_never_committed_partition_where_it_is() -> None
     consumer = SeekingConsumer({never: None}, set())
     asyncio.run(Consumer.__dict__["perform_seek"](consumer))
     assert consumer.sought_to_beginning == []
+
+
+def test_the_workers_producer_is_idempotent_with_acks_all() -> None:
+    """Faust asks aiokafka for idempotence only inside transactions; faust_fixes makes every
+    producer of the worker idempotent (a send retried after a broker failover is written once)."""
+    import faust
+
+    from streams import faust_fixes
+
+    faust_fixes.apply()
+    app = faust.App("palliwatch-test-idempotence", broker="kafka://127.0.0.1:1", producer_acks=-1)
+
+    async def build() -> Any:
+        return app.producer._new_producer()
+
+    producer = asyncio.new_event_loop().run_until_complete(build())
+    assert producer._txn_manager is not None  # aiokafka's idempotent sequence numbers
+    assert producer._sender._acks == -1  # acks=all
