@@ -22,15 +22,19 @@ MIGRATIONS_DIR = REPO_ROOT / "deploy" / "migrations"
 _MIGRATION_LOCK = 74_221_001  # arbitrary, constant: the advisory lock id for migrations
 _CONCURRENT_RETRIES = 5
 _NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
-# Migrations corrected after release, each with the digests of its earlier texts that a
-# database may have recorded. A correction is listed here only when it changes nothing on any
-# server where the earlier text could run (it fixes a server where it could not), so a
-# database migrated with the earlier text is as the corrected one would have left it.
+# Migrations corrected after release: {file: {digest a database may have recorded: digest of
+# the correction that supersedes it}}. A correction is listed here only when it changes
+# nothing on any server where the earlier text could run (it fixes a server where it could
+# not), so a database migrated with the earlier text is as the corrected one would have left
+# it. The recorded digest is accepted only beside that exact correction: any further edit is
+# refused like an edit of any applied migration.
 SUPERSEDED: dict[str, dict[str, str]] = {
     "0002_storage.sql": {
-        # Before the shared_preload_libraries check: CREATE EXTENSION on a server with
-        # TimescaleDB installed but not preloaded ended the session, so it never applied there.
-        "558a5b8be46fcd0a8f2c890c406b3f5ee440ed626b7a0651b64c9faf177d1048": "issue 16",
+        # Issue 16: before the shared_preload_libraries check, CREATE EXTENSION on a server with
+        # TimescaleDB installed but not preloaded ended the session: it never applied there.
+        "558a5b8be46fcd0a8f2c890c406b3f5ee440ed626b7a0651b64c9faf177d1048": (
+            "18799210cfc6f7f3ea87e022f1c280cc902cb1ad1e8f838afc1ece5c0c0504c8"
+        ),
     },
 }
 
@@ -128,7 +132,7 @@ def _apply_one(
             "SELECT sha256 FROM schema_migrations WHERE version = %s", (path.name[:4],)
         ).fetchone()
         if row is not None:
-            if row[0] != digest and row[0] not in SUPERSEDED.get(path.name, {}):
+            if row[0] != digest and SUPERSEDED.get(path.name, {}).get(row[0]) != digest:
                 raise RuntimeError(
                     f"migration {path.name} changed after it was applied; add a new "
                     "migration instead of editing an applied one"
