@@ -169,9 +169,10 @@ class DatabaseLimitExceeded(RuntimeError):
 
 
 # TimescaleDB's cap on the tuples one INSERT/UPDATE/DELETE transaction may decompress from
-# compressed chunks (an ON CONFLICT on a compressed chunk decompresses the batches that could
-# hold the key). Its default (100 000) is about memory in interactive sessions; the sink's own
-# transactions are bounded by its batch size, and a replay or late data that lands in
+# compressed chunks: an ON CONFLICT DO UPDATE that lands in a compressed chunk decompresses
+# every batch (up to 1 000 rows) that may hold a key (2.28 checks DO NOTHING, the arrivals'
+# merge, without decompressing). Its default (100 000) guards memory in interactive sessions;
+# the sink's transactions are bounded by its batch size, and a replay or late data landing in
 # compressed chunks must not fail for it, so the sink lifts the cap for its session (0: none).
 TIMESCALE_DECOMPRESSION_LIMIT = "timescaledb.max_tuples_decompressed_per_dml_transaction"
 
@@ -239,11 +240,15 @@ class Sink:
     async def _connection(self) -> psycopg.AsyncConnection:
         if self._conn is None or self._conn.closed:
             conn = await psycopg.AsyncConnection.connect(self._url, **self._options)  # type: ignore[arg-type]
-            async with conn.cursor() as cur:
-                await cur.execute("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'")
-                if await cur.fetchone() is not None:
-                    await cur.execute(f"SET {TIMESCALE_DECOMPRESSION_LIMIT} = 0")
-            await conn.commit()
+            try:
+                async with conn.cursor() as cur:
+                    await cur.execute("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'")
+                    if await cur.fetchone() is not None:
+                        await cur.execute(f"SET {TIMESCALE_DECOMPRESSION_LIMIT} = 0")
+                await conn.commit()
+            except BaseException:
+                await conn.close()
+                raise
             self._conn = conn
         return self._conn
 
