@@ -117,8 +117,9 @@ def _migrate_locked(conn: psycopg.Connection, directory: Path, applied_now: list
                 # TimescaleDB's background jobs (a policy added by an earlier migration starts
                 # at once) update their aggregate's catalog rows without a lock the migration
                 # would wait for; a migration that drops or alters that aggregate at the same
-                # moment fails with this. Its transaction rolled back whole: run it again.
-                if "tuple concurrently updated" not in str(e) or attempt + 1 == _CONCURRENT_RETRIES:
+                # moment fails with "tuple concurrently updated" (or "deleted"). Its
+                # transaction rolled back whole: run it again.
+                if "tuple concurrently" not in str(e) or attempt + 1 == _CONCURRENT_RETRIES:
                     raise
                 log.warning("migration %s met a background job; retrying", path.name)
                 time.sleep(0.2 * (attempt + 1))
