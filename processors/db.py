@@ -7,6 +7,7 @@ two processes migrating at once safe: the second waits, then finds nothing left 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import re
@@ -21,7 +22,25 @@ from streams.settings import REPO_ROOT, Settings
 
 MIGRATIONS_DIR = REPO_ROOT / "deploy" / "migrations"
 _MIGRATION_LOCK = 74_221_001  # arbitrary, constant: the advisory lock id for migrations
+_CONCURRENT_RETRIES = 5
 _NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+# Migrations corrected after release: {file: {digest a database may have recorded: digest of
+# the correction that supersedes it}}. A correction is listed here only when it changes
+# nothing on any server where the earlier text could run (it fixes a server where it could
+# not), so a database migrated with the earlier text is as the corrected one would have left
+# it. The recorded digest is accepted only beside that exact correction: any further edit is
+# refused like an edit of any applied migration.
+SUPERSEDED: dict[str, dict[str, str]] = {
+    "0002_storage.sql": {
+        # Issue 16: before the shared_preload_libraries check, CREATE EXTENSION on a server with
+        # TimescaleDB installed but not preloaded ended the session: it never applied there.
+        "558a5b8be46fcd0a8f2c890c406b3f5ee440ed626b7a0651b64c9faf177d1048": (
+            "18799210cfc6f7f3ea87e022f1c280cc902cb1ad1e8f838afc1ece5c0c0504c8"
+        ),
+    },
+}
+
+
 log = logging.getLogger("palliwatch.db")
 
 
@@ -135,6 +154,9 @@ def migrate_and_notices(
     applied = applied_now if applied_now is not None else []
     notices: list[str] = []
     with connect(settings, owner=True, autocommit=True) as conn:
+        # Warnings the migrations raise say something the operator must know (e.g. why
+        # TimescaleDB was not used); routine notices ("already exists, skipping") are left out.
+        conn.add_notice_handler(functools.partial(_migration_warning, notices))
         # One session-level lock for the whole run (migrations and seeding): two concurrent
         # `migrate` calls then apply everything once, in order, and never seed at the same time.
         conn.execute("SELECT pg_advisory_lock(%s)", (_MIGRATION_LOCK,))
@@ -154,6 +176,11 @@ def migrate_and_notices(
     return notices
 
 
+def _migration_warning(notices: list[str], diag: psycopg.errors.Diagnostic) -> None:
+    if diag.severity_nonlocalized == "WARNING" and diag.message_primary:
+        notices.append(f"migration: {diag.message_primary}")
+
+
 def _migrate_locked(conn: psycopg.Connection, directory: Path, applied_now: list[str]) -> None:
     with conn.transaction():
         conn.execute(
@@ -166,23 +193,42 @@ def _migrate_locked(conn: psycopg.Connection, directory: Path, applied_now: list
     for path in migration_files(directory):
         sql = path.read_text(encoding="utf-8")
         digest = hashlib.sha256(sql.encode()).hexdigest()
-        with conn.transaction():
-            row = conn.execute(
-                "SELECT sha256 FROM schema_migrations WHERE version = %s", (path.name[:4],)
-            ).fetchone()
-            if row is not None:
-                if row[0] != digest:
-                    raise RuntimeError(
-                        f"migration {path.name} changed after it was applied; add a new "
-                        "migration instead of editing an applied one"
-                    )
-                continue
-            conn.execute(sql)  # type: ignore[call-overload,unused-ignore]
-            conn.execute(
-                "INSERT INTO schema_migrations (version, name, sha256) VALUES (%s, %s, %s)",
-                (path.name[:4], path.name, digest),
-            )
-            applied_now.append(path.name)
+        for attempt in range(_CONCURRENT_RETRIES):
+            try:
+                _apply_one(conn, path, sql, digest, applied_now)
+                break
+            except psycopg.errors.InternalError_ as e:
+                # TimescaleDB's background jobs (a policy added by an earlier migration starts
+                # at once) update their aggregate's catalog rows without a lock the migration
+                # would wait for; a migration that drops or alters that aggregate at the same
+                # moment fails with "tuple concurrently updated" (or "deleted"). Its
+                # transaction rolled back whole: run it again.
+                if "tuple concurrently" not in str(e) or attempt + 1 == _CONCURRENT_RETRIES:
+                    raise
+                log.warning("migration %s met a background job; retrying", path.name)
+                time.sleep(0.2 * (attempt + 1))
+
+
+def _apply_one(
+    conn: psycopg.Connection, path: Path, sql: str, digest: str, applied_now: list[str]
+) -> None:
+    with conn.transaction():
+        row = conn.execute(
+            "SELECT sha256 FROM schema_migrations WHERE version = %s", (path.name[:4],)
+        ).fetchone()
+        if row is not None:
+            if row[0] != digest and SUPERSEDED.get(path.name, {}).get(row[0]) != digest:
+                raise RuntimeError(
+                    f"migration {path.name} changed after it was applied; add a new "
+                    "migration instead of editing an applied one"
+                )
+            return
+        conn.execute(sql)  # type: ignore[call-overload,unused-ignore]
+        conn.execute(
+            "INSERT INTO schema_migrations (version, name, sha256) VALUES (%s, %s, %s)",
+            (path.name[:4], path.name, digest),
+        )
+        applied_now.append(path.name)
 
 
 def seed_reference_data(conn: psycopg.Connection) -> None:

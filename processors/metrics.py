@@ -44,7 +44,8 @@ SINK_RETRIES = Counter("palliwatch_sink_retries_total", "Database write attempts
 DATABASE_ERRORS = Counter(
     "palliwatch_database_errors_total",
     "Database errors by how the sink treats them: outage, read_only and timeout are retried; "
-    "rejected rows are dead-lettered; fatal stops the worker",
+    "rejected rows are dead-lettered; limit (a configured limit, 53400) and fatal stop the "
+    "worker",
     ["kind"],
 )
 INTERNAL_ERRORS = Counter(

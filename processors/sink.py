@@ -163,10 +163,27 @@ class DatabaseGaveUp(RuntimeError):
     """The database stayed unavailable for longer than the sink retries."""
 
 
+class DatabaseLimitExceeded(RuntimeError):
+    """The server refused the write for a configured limit (SQLSTATE 53400): the same write
+    would fail the same way on every retry, so the sink raises instead (the worker stops)."""
+
+
+# TimescaleDB's cap on the tuples one INSERT/UPDATE/DELETE transaction may decompress from
+# compressed chunks: an ON CONFLICT DO UPDATE that lands in a compressed chunk decompresses
+# every batch (up to 1 000 rows) that may hold a key (2.28 checks DO NOTHING, the arrivals'
+# merge, without decompressing). Its default (100 000) guards memory in interactive sessions;
+# the sink's transactions are bounded by its batch size, and a replay or late data landing in
+# compressed chunks must not fail for it, so the sink lifts the cap for its session (0: none).
+TIMESCALE_DECOMPRESSION_LIMIT = "timescaledb.max_tuples_decompressed_per_dml_transaction"
+
+
 # How each database error is treated (psycopg's classes follow the SQLSTATE classes):
 # - retried: an outage (OperationalError: connection lost, server shutting down, a statement
 #   cancelled by statement_timeout, a serialization failure or deadlock), and a server that has
 #   become read-only in a failover (25006, an InternalError);
+# - limit: a configured limit was exceeded (53400, e.g. TimescaleDB's decompression cap; psycopg
+#   classes it as an OperationalError, but it is no outage): raised as DatabaseLimitExceeded,
+#   never retried, since the same write would exceed it again;
 # - rejected: the rows themselves are wrong (DataError, IntegrityError): retrying cannot help,
 #   the offending records become dead letters (write_records);
 # - anything else is a bug or a broken schema (ProgrammingError...): raised, and the worker
@@ -176,6 +193,8 @@ def error_kind(exc: BaseException) -> str:
         return "timeout"
     if isinstance(exc, psycopg.errors.ReadOnlySqlTransaction):
         return "read_only"
+    if isinstance(exc, psycopg.errors.ConfigurationLimitExceeded):
+        return "limit"
     if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
         return "outage"
     if isinstance(exc, psycopg.DataError | psycopg.IntegrityError):
@@ -221,7 +240,7 @@ class Sink:
     async def _connection(self) -> psycopg.AsyncConnection:
         if self._conn is None or self._conn.closed:
             try:
-                self._conn = await psycopg.AsyncConnection.connect(self._url, **self._options)  # type: ignore[arg-type]
+                conn = await psycopg.AsyncConnection.connect(self._url, **self._options)  # type: ignore[arg-type]
             except psycopg.OperationalError as e:
                 # A certificate that does not verify is configuration, not an outage: stop
                 # with the fix instead of retrying it for PALLIWATCH_DB_RETRY_SECONDS.
@@ -229,6 +248,16 @@ class Sink:
                 if tls is not None:
                     raise DatabaseTLSError(tls) from None
                 raise
+            try:
+                async with conn.cursor() as cur:
+                    await cur.execute("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'")
+                    if await cur.fetchone() is not None:
+                        await cur.execute(f"SET {TIMESCALE_DECOMPRESSION_LIMIT} = 0")
+                await conn.commit()
+            except BaseException:
+                await conn.close()
+                raise
+            self._conn = conn
         return self._conn
 
     async def write(self, batches: Sequence[tuple[UpsertSpec, Sequence[Sequence[object]]]]) -> None:
@@ -293,6 +322,15 @@ class Sink:
                     ) from e
                 if kind == "fatal":
                     raise
+                if kind == "limit":
+                    raise DatabaseLimitExceeded(
+                        f"database at {redact_url(self._url)} refused the write: "
+                        f"{redact(e.diag.message_primary or str(e))[:300]} (SQLSTATE 53400). "
+                        "Retrying cannot help: raise the setting the message names for the "
+                        "worker's role or database (e.g. temp_file_limit; TimescaleDB's "
+                        f"{TIMESCALE_DECOMPRESSION_LIMIT} the sink already sets to 0, no "
+                        "limit, for its own session), then restart the worker"
+                    ) from e
                 waited = time.perf_counter() - started
                 if waited >= self._give_up_after_s:
                     raise DatabaseGaveUp(

@@ -94,6 +94,23 @@ def rows(first: str, months: int, computed_at: datetime) -> Iterator[tuple[objec
                 )  # fmt: skip
 
 
+def _is_hypertable(conn: psycopg.Connection, table: str) -> bool:
+    if conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'").fetchone() is None:
+        return False
+    row = conn.execute(
+        "SELECT 1 FROM timescaledb_information.hypertables WHERE hypertable_name = %s", (table,)
+    ).fetchone()
+    return row is not None
+
+
+def _table_bytes(conn: psycopg.Connection, table: str) -> int:
+    """Table, indexes and TOAST. A hypertable's rows live in its chunks: the parent alone is
+    empty (pg_total_relation_size gives a few kB), hypertable_size() sums the chunks."""
+    size = "hypertable_size" if _is_hypertable(conn, table) else "pg_total_relation_size"
+    row = conn.execute(f"SELECT {size}(%s::regclass)", (table,)).fetchone()
+    return int(row[0]) if row and row[0] is not None else 0
+
+
 def _p(values: list[float], q: float) -> float:
     s = sorted(values)
     return s[min(len(s) - 1, int(round(q * (len(s) - 1))))]
@@ -180,12 +197,12 @@ def bench_storage(
         conn.commit()
         conn.execute("ANALYZE")
         conn.commit()
-        size = conn.execute(
-            "SELECT pg_size_pretty(pg_total_relation_size('indicator_values'))"
-        ).fetchone()
         results["loaded_rows"] = loaded
         results["load_seconds"] = time.perf_counter() - t0
-        results["table_size"] = size[0] if size else "?"
+        results["timescaledb"] = _is_hypertable(conn, "indicator_values")
+        results["table_bytes"] = _table_bytes(conn, "indicator_values")
+        pretty = conn.execute("SELECT pg_size_pretty(%s::bigint)", (results["table_bytes"],))
+        results["table_size"] = pretty.fetchone()[0]  # type: ignore[index]
         results["scopes"] = len(scopes())
         results["indicators"] = len(INDICATOR_IDS)
 

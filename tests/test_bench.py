@@ -12,14 +12,26 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from streams import settings as settings_mod
 from streams.bench import bench_storage
 from streams.settings import Settings
+from tests import timescale_helpers as tsh
+
+# TimescaleDB's server, where configured (tests/timescale_helpers.py); assigned, not imported:
+# pytest finds fixtures among a module's names.
+timescale_url = tsh.timescale_url
 
 
-def test_storage_bench_runs_at_a_tiny_size(local_stack: Settings) -> None:
+@pytest.mark.parametrize("backend", tsh.BACKENDS)
+def test_storage_bench_runs_at_a_tiny_size(request: pytest.FixtureRequest, backend: str) -> None:
+    """On the local PostgreSQL and, where PALLIWATCH_TEST_TIMESCALE_URL is set, on TimescaleDB."""
+    if backend == "timescaledb":
+        url = request.getfixturevalue("timescale_url")
+        base = dataclasses.replace(settings_mod.load(), database_url=url, owner_database_url=url)
+    else:
+        base = request.getfixturevalue("local_stack")
     results = bench_storage(
-        local_stack, years=1, runs=1, sink_rows=3000, db_name="palliwatch_bench_tiny",
-        query_runs=3,
+        base, years=1, runs=1, sink_rows=3000, db_name="palliwatch_bench_tiny", query_runs=3,
     )  # fmt: skip
     try:
         for name in (
@@ -30,8 +42,11 @@ def test_storage_bench_runs_at_a_tiny_size(local_stack: Settings) -> None:
             assert isinstance(results[name], float) and results[name] > 0, name
         # The public and the exact overview read the same rows (the national role sees all).
         assert results["overview_rows"] == results["exact_overview_rows"] > 0
+        assert results["timescaledb"] is (backend == "timescaledb")
+        # A year of every scope is tens of MB: a hypertable's parent alone would be ~24 kB.
+        assert isinstance(results["table_bytes"], int) and results["table_bytes"] > 8 * 2**20
     finally:
-        with psycopg.connect(local_stack.owner_url, autocommit=True) as conn:
+        with psycopg.connect(base.owner_url, autocommit=True) as conn:
             conn.execute('DROP DATABASE IF EXISTS "palliwatch_bench_tiny" WITH (FORCE)')
 
 

@@ -30,9 +30,16 @@ from grafana.panels import PG_TYPE
 from schemas.codes import municipalities, regions
 from streams import settings as cfg
 from streams.settings import Settings
+from tests import timescale_helpers as tsh
 from tests.conftest import Isolated
 
 pytestmark = pytest.mark.integration
+
+# Every query on plain PostgreSQL and on TimescaleDB (tests/timescale_helpers.py); assigned, not
+# imported: pytest finds fixtures among a module's names.
+any_isolated = tsh.any_isolated
+timescale_isolated = tsh.timescale_isolated
+timescale_url = tsh.timescale_url
 
 E = date(2026, 6, 30)  # latest rolling 12 months (incomplete)
 C = date(2025, 12, 31)  # latest complete rolling 12 months
@@ -202,14 +209,14 @@ CHECKED = ("public", "national", "region-09", "region-01")
 
 
 @pytest.fixture
-def dbs(isolated: Isolated) -> Iterator[dict[str, psycopg.Connection]]:
+def dbs(any_isolated: Isolated) -> Iterator[dict[str, psycopg.Connection]]:
     """Organisation key -> a connection as its audience's role, on the loaded scenario."""
-    load(isolated.settings)
+    load(any_isolated.settings)
     by_key = {o.key: o for o in orgs()}
     with ExitStack() as stack:
         yield {
             key: stack.enter_context(
-                psycopg.connect(role_url(isolated.settings, by_key[key].role), autocommit=True)
+                psycopg.connect(role_url(any_isolated.settings, by_key[key].role), autocommit=True)
             )
             for key in CHECKED
         }
@@ -304,11 +311,11 @@ def test_every_panel_query_runs_as_its_organisations_role(
         assert _runs(dbs[key], org, VARIANTS + [DAILY_VARIANT]) >= 15
 
 
-def test_every_region_organisations_queries_run_as_its_role(isolated: Isolated) -> None:
-    load(isolated.settings)
+def test_every_region_organisations_queries_run_as_its_role(any_isolated: Isolated) -> None:
+    load(any_isolated.settings)
     for code in regions():
         org = regional(code)
-        with psycopg.connect(role_url(isolated.settings, org.role), autocommit=True) as conn:
+        with psycopg.connect(role_url(any_isolated.settings, org.role), autocommit=True) as conn:
             assert _runs(conn, org, [{}]) >= 15
 
 
@@ -433,8 +440,8 @@ def test_survey_silence_alert(db: psycopg.Connection) -> None:
     assert days[("25", "survey_arrivals")] == 10  # never sent: silent since the first arrival
 
 
-def test_survey_silence_is_quiet_on_an_empty_installation(isolated: Isolated) -> None:
-    with psycopg.connect(role_url(isolated.settings, national().role)) as conn:
+def test_survey_silence_is_quiet_on_an_empty_installation(any_isolated: Isolated) -> None:
+    with psycopg.connect(role_url(any_isolated.settings, national().role)) as conn:
         silent = "SELECT count(*) AS n FROM exact.survey_silence(7) WHERE breach = 1"
         assert run(conn, silent) == [{"n": 0}]
 

@@ -2,7 +2,9 @@
 
 Retried, bounded and counted: an outage, a server that turned read-only (a failover), a
 statement cancelled by statement_timeout. Rejected, never retried: rows the database refuses (a
-NUL in a text column): write_records names the records, the rest of the batch is durable.
+NUL in a text column): write_records names the records, the rest of the batch is durable. Raised,
+never retried: a configured limit exceeded (53400; on a real TimescaleDB server in
+tests/test_timescale.py).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import psycopg
 import pytest
 
 from processors import metrics
-from processors.sink import DatabaseGaveUp, Sink, error_kind
+from processors.sink import DatabaseGaveUp, DatabaseLimitExceeded, Sink, error_kind
 from schemas.models import DeathSurvey
 from tests.conftest import Isolated
 from tests.keys import KEYS
@@ -145,6 +147,46 @@ def test_an_outage_longer_than_the_bound_gives_up_naming_the_fix() -> None:
     assert 1.0 <= time.monotonic() - started < 10
 
 
+def test_a_configured_limit_exceeded_is_raised_at_once_not_retried_as_an_outage(
+    isolated: Isolated,
+) -> None:
+    """SQLSTATE 53400 is an OperationalError to psycopg, but the same write exceeds the same
+    limit every time: the sink raises (the worker stops, saying what to raise) instead of
+    retrying it for give_up_after_s as if the database were down. The server raises the real
+    error here from a trigger; TimescaleDB's decompression cap is in tests/test_timescale.py."""
+    s = isolated.settings
+    with psycopg.connect(s.database_url, autocommit=True) as conn:
+        conn.execute(
+            """CREATE FUNCTION over_limit() RETURNS trigger LANGUAGE plpgsql AS $$
+               BEGIN
+                   RAISE EXCEPTION 'temporary file size exceeds temp_file_limit (1024kB)'
+                       USING ERRCODE = 'configuration_limit_exceeded';
+               END $$"""
+        )
+        conn.execute(
+            "CREATE TRIGGER over_limit BEFORE INSERT ON surveys "
+            "FOR EACH STATEMENT EXECUTE FUNCTION over_limit()"
+        )
+    retries = metrics.SINK_RETRIES._value.get()
+    before = _errors("limit")
+    sink = Sink(s.database_url, max_backoff_s=0.2, give_up_after_s=600, record_keys=KEYS)
+    started = time.monotonic()
+
+    async def go() -> None:
+        try:
+            await sink.write_records([_survey("sink-limit")])
+        finally:
+            await sink.close()
+
+    with pytest.raises(DatabaseLimitExceeded, match="temp_file_limit") as e:
+        asyncio.run(go())
+    assert "53400" in str(e.value) and "Retrying cannot help" in str(e.value)
+    assert time.monotonic() - started < 10
+    assert metrics.SINK_RETRIES._value.get() == retries
+    assert _errors("limit") == before + 1
+    assert _stored(s.database_url) == set()
+
+
 def test_error_kinds() -> None:
     errors = psycopg.errors
     assert error_kind(errors.QueryCanceled()) == "timeout"
@@ -156,3 +198,6 @@ def test_error_kinds() -> None:
     assert error_kind(errors.UniqueViolation()) == "rejected"
     assert error_kind(errors.UndefinedTable()) == "fatal"
     assert error_kind(errors.InternalError_()) == "fatal"
+    # An OperationalError by class, but no outage (TimescaleDB's decompression cap, limits).
+    assert isinstance(errors.ConfigurationLimitExceeded(), psycopg.OperationalError)
+    assert error_kind(errors.ConfigurationLimitExceeded()) == "limit"

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 from datetime import UTC, date, datetime
+from pathlib import Path
 
 import orjson
 import psycopg
 import pytest
 
 from processors.core import IndicatorValue
+from processors.db import MIGRATIONS_DIR, SUPERSEDED, drop_database, migrate
 from processors.sink import INDICATORS, Sink, fact_rows, indicator_row
 from schemas.models import DeathSurvey
 from streams import services
@@ -19,6 +22,7 @@ from streams import settings as cfg
 from streams.producer import make_producer, send_records
 from streams.settings import Settings
 from streams.topics import DEATH_SURVEYS, OFFICIAL_DEATHS
+from tests import timescale_helpers as tsh
 from tests.conftest import TEST_AS_OF, Isolated, WorkerProcess, wait_for
 from tests.histories import History
 from tests.keys import KEYS
@@ -237,36 +241,42 @@ def test_database_outage_mid_stream_loses_nothing(
     assert differences(db_rows(s.database_url), want) == []
 
 
-def test_timescaledb_migrations_and_queries(local_stack: Settings) -> None:
-    """Runs the migrations and the published views on the official TimescaleDB image."""
+def test_a_database_migrated_with_the_released_0002_still_migrates(
+    local_stack: Settings, tmp_path: Path
+) -> None:
+    """0002_storage.sql was corrected for servers with TimescaleDB installed but not preloaded
+    (issue 16), on which the released text could not run. A database that recorded the
+    released text's digest migrates on; any other edit of an applied migration is refused."""
+    current = hashlib.sha256((MIGRATIONS_DIR / "0002_storage.sql").read_bytes()).hexdigest()
+    assert set(SUPERSEDED["0002_storage.sql"].values()) == {current}, (
+        "0002_storage.sql changed again: databases migrated with an earlier text would refuse "
+        "it; put the change in a new migration"
+    )
+    admin = local_stack.owner_url
+    name, url = tsh.fresh_database(admin, prefix="palliwatch_test_old0002")
+    s = dataclasses.replace(local_stack, database_url=url, owner_database_url=url)
     try:
-        import docker  # type: ignore[import-untyped]
-
-        docker.from_env().ping()
-    except Exception as e:  # noqa: BLE001 - any failure means no usable Docker engine
-        pytest.skip(
-            "needs a Docker engine to run the timescale/timescaledb image "
-            f"(none on this machine: {e.__class__.__name__}); the same migrations run on the "
-            "local PostgreSQL in every other test"
-        )
-    from testcontainers.postgres import PostgresContainer
-
-    from processors.db import migrate
-
-    with PostgresContainer("timescale/timescaledb:latest-pg16") as pg:
-        url = pg.get_connection_url().replace("postgresql+psycopg2://", "postgresql://")
-        s = dataclasses.replace(local_stack, database_url=url, owner_database_url=url)
-        migrate(s)
+        before = migrate(s, tsh.old_migrations(tmp_path))
+        assert before[1] == "0002_storage.sql" and before[-1] == "0005_disclosure.sql"
+        applied = migrate(s)
+        assert applied and all(n > "0005" for n in applied)
         with psycopg.connect(url) as conn:
-            hypertables = {
-                r[0]
-                for r in conn.execute(
-                    "SELECT hypertable_name FROM timescaledb_information.hypertables"
-                )
-            }
-            assert {"indicator_values", "survey_arrivals"} <= hypertables
-            conn.execute("SELECT * FROM published.indicator_latest LIMIT 1")
-            conn.execute("SELECT * FROM published.survey_arrivals_daily LIMIT 1")
+            recorded = conn.execute(
+                "SELECT sha256 FROM schema_migrations WHERE version = '0002'"
+            ).fetchone()
+        assert recorded is not None and recorded[0] in SUPERSEDED["0002_storage.sql"]
+        # Any other text of an applied migration is still refused.
+        edited = tmp_path / "edited"
+        edited.mkdir()
+        for path in sorted(MIGRATIONS_DIR.glob("*.sql")):
+            text = path.read_text(encoding="utf-8")
+            if path.name == "0002_storage.sql":
+                text += "\n-- an edit\n"
+            (edited / path.name).write_text(text, encoding="utf-8")
+        with pytest.raises(RuntimeError, match="changed after it was applied"):
+            migrate(s, edited)
+    finally:
+        drop_database(admin, name)
 
 
 def test_json_roundtrip_of_measures(isolated: Isolated) -> None:

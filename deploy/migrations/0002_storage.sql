@@ -143,10 +143,34 @@ $fn$;
 -- lookups: no further btree index on indicator_values, so writes maintain only the key.
 
 -- TimescaleDB when the server has it; otherwise the same tables with BRIN indexes.
+-- Installed is not enough: CREATE EXTENSION ends the session (FATAL, not an error a block could
+-- catch) when the library is not in shared_preload_libraries, so that is checked first. Only
+-- superusers and pg_read_all_settings may read that setting; for any other role the loader's
+-- own setting answers, which exists only in a server that preloaded it.
+-- (This block was corrected after release; processors/db.py accepts the original's digest,
+-- which had the same effect on every server it could run on.)
 DO $$
+DECLARE
+    preloaded boolean;
 BEGIN
-    IF EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb') THEN
-        CREATE EXTENSION IF NOT EXISTS timescaledb;
+    IF EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb')
+       AND NOT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb') THEN
+        BEGIN
+            preloaded := 'timescaledb' = ANY (
+                SELECT regexp_replace(btrim(lib, ' "'), '^.*/', '')
+                FROM unnest(string_to_array(current_setting('shared_preload_libraries'), ','))
+                    AS lib);
+        EXCEPTION WHEN insufficient_privilege THEN
+            preloaded := current_setting('timescaledb.bgw_launcher_poll_time', true) IS NOT NULL;
+        END;
+        IF preloaded THEN
+            CREATE EXTENSION IF NOT EXISTS timescaledb;
+        ELSE
+            RAISE WARNING 'timescaledb is installed but not in shared_preload_libraries: using '
+                'plain PostgreSQL tables. To use TimescaleDB, add timescaledb to '
+                'shared_preload_libraries, restart the server and migrate a new database '
+                '(this one stays plain PostgreSQL)';
+        END IF;
     END IF;
     IF EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb') THEN
         PERFORM create_hypertable('indicator_values', 'period_end',
