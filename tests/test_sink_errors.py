@@ -155,7 +155,7 @@ def test_a_configured_limit_exceeded_is_raised_at_once_not_retried_as_an_outage(
     retrying it for give_up_after_s as if the database were down. The server raises the real
     error here from a trigger; TimescaleDB's decompression cap is in tests/test_timescale.py."""
     s = isolated.settings
-    with psycopg.connect(s.database_url, autocommit=True) as conn:
+    with psycopg.connect(s.owner_url, autocommit=True) as conn:
         conn.execute(
             """CREATE FUNCTION over_limit() RETURNS trigger LANGUAGE plpgsql AS $$
                BEGIN
