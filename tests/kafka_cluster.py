@@ -337,6 +337,24 @@ def three_node_cluster(base: Settings) -> Iterator[Cluster]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+def topic_setting(s: Settings, topic: str, key: str) -> tuple[str, str]:
+    """(value, source) of a topic's configuration entry; source DYNAMIC_TOPIC_CONFIG: set on
+    the topic itself when it was created, not inherited from the broker."""
+    from kafka.admin import ConfigResource, ConfigResourceType
+
+    from streams import kafka_clients
+
+    admin = kafka_clients.admin(s)
+    try:
+        found = admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, topic)], config_filter="all"
+        )
+    finally:
+        admin.close()
+    entry = found["topic"][topic][key]
+    return str(entry["value"]), str(entry["config_source"])
+
+
 def env_of(settings: Settings) -> dict[str, str]:
     """The environment that gives a child process (worker, CLI) these Kafka settings."""
     sec = settings.kafka_security

@@ -23,7 +23,7 @@ from streams.topics import (
 from tests.conftest import TEST_AS_OF, Isolated, WorkerProcess, wait_for
 from tests.fault_helpers import OutageProducer, precreate_worker_topics, send_head
 from tests.histories import random_history
-from tests.kafka_cluster import Cluster, clean_env, env_of, three_node_cluster
+from tests.kafka_cluster import Cluster, clean_env, env_of, three_node_cluster, topic_setting
 from tests.oracle_compare import oracle_of
 from tests.test_engine_integration import wait_equal
 
@@ -86,6 +86,8 @@ class TestLeaderKill:
                  "the worker's changelogs", worker)  # fmt: skip
         for reps, _ in replicas(s, f"{s.app_id}-people-changelog").values():
             assert len(reps) == 3
+        for name in [s.topic(spec) for spec in CATALOGUE] + [f"{s.app_id}-people-changelog"]:
+            assert topic_setting(s, name, "min.insync.replicas") == ("2", "DYNAMIC_TOPIC_CONFIG")
 
         h = random_history(seed=83, n_surveys=300, as_of=TEST_AS_OF)
         first, rest = send_head(s, h)

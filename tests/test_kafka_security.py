@@ -36,7 +36,14 @@ from streams.kafka_admin import ensure_topics
 from streams.settings import REPO_ROOT, Settings
 from streams.topics import DEATH_SURVEYS, OFFICIAL_DEATHS, POPULATION, UNIT_EVENTS
 from tests.conftest import TEST_AS_OF, Isolated, WorkerProcess
-from tests.kafka_cluster import MTLS_CN, SecureBroker, clean_env, env_of, secure_broker
+from tests.kafka_cluster import (
+    MTLS_CN,
+    SecureBroker,
+    clean_env,
+    env_of,
+    secure_broker,
+    topic_setting,
+)
 from tests.keys import KEYS
 from tests.pipeline_helpers import dead_letters, read_topic
 from tests.test_engine_integration import wait_equal
@@ -179,6 +186,10 @@ class TestEndToEnd:
         )
         assert len(want) > 1000
         wait_equal(isolated, want, worker, timeout=300)
+        # The changelogs the worker created carry the deployment's min.insync.replicas.
+        for table in ("people", "scope-months"):
+            name = f"{s.app_id}-{table}-changelog"
+            assert topic_setting(s, name, "min.insync.replicas") == ("1", "DYNAMIC_TOPIC_CONFIG")
 
         # dlq list and a dry-run replay work over SASL_SSL too.
         listed = _cli(isolated.env, "dlq", "list")
