@@ -273,6 +273,15 @@ def explain(exc: BaseException, settings: Settings, resource: str = "", detail: 
             "PALLIWATCH_KAFKA_SSL_CERTFILE and PALLIWATCH_KAFKA_SSL_KEYFILE"
         )
     if isinstance(exc, kerrors.KafkaConnectionError | kerrors.KafkaTimeoutError | OSError):
+        if sec.uses_sasl:
+            # After a few refused logins the broker may close new connections before it says
+            # why (seen in a loaded test run): the credentials are then as likely as the listener.
+            return (
+                f"{where} closed every {sec.protocol} login of {who} before it completed: check "
+                "PALLIWATCH_KAFKA_SASL_USERNAME, PALLIWATCH_KAFKA_SASL_PASSWORD (or _FILE), "
+                "PALLIWATCH_KAFKA_SASL_MECHANISM, and that PALLIWATCH_KAFKA_SECURITY_PROTOCOL "
+                "matches the listener"
+            )
         return (
             f"{where} accepts connections but did not answer a {sec.protocol} client: check "
             "that PALLIWATCH_KAFKA_SECURITY_PROTOCOL matches the listener (and, for mutual "

@@ -249,7 +249,10 @@ def test_a_wrong_password_fails_in_one_line(broker: SecureBroker, local_stack: S
         broker.sasl(WORKER)["kafka_security"], sasl_password="not-the-password"))  # fmt: skip
     started = time.monotonic()
     proc = _cli(_env_for(local_stack, s, "wrongpw"), "topics", "create")
-    _one_line_failure(proc, "authentication failed", "PALLIWATCH_KAFKA_SASL_PASSWORD")
+    # Usually "authentication failed"; after several refused logins the broker sometimes closes
+    # the connections before saying why, and the line then names the credentials and protocol.
+    line = _one_line_failure(proc, "PALLIWATCH_KAFKA_SASL_PASSWORD", "palliwatch-worker")
+    assert "authentication failed" in line or "closed every SASL_SSL login" in line, line
     assert time.monotonic() - started < 60, "a refused login must not look like a hang"
 
 
