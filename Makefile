@@ -26,7 +26,7 @@ demo: install
 ## Lint, type-check, then every test on the real local Kafka and PostgreSQL.
 test: install lint
 	$(BIN)/palliwatch services up
-	$(BIN)/pytest -q -p no:cacheprovider
+	$(BIN)/pytest -q -p no:cacheprovider --durations=15
 
 lint: install
 	$(BIN)/ruff check .
