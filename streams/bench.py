@@ -8,7 +8,6 @@ period types. Runs in its own database (palliwatch_bench), dropped and recreated
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import statistics
 import time
@@ -103,10 +102,10 @@ def _is_hypertable(conn: psycopg.Connection, table: str) -> bool:
     return row is not None
 
 
-def _table_bytes(conn: psycopg.Connection, table: str) -> int:
+def _table_bytes(conn: psycopg.Connection, table: str, hypertable: bool) -> int:
     """Table, indexes and TOAST. A hypertable's rows live in its chunks: the parent alone is
     empty (pg_total_relation_size gives a few kB), hypertable_size() sums the chunks."""
-    size = "hypertable_size" if _is_hypertable(conn, table) else "pg_total_relation_size"
+    size = "hypertable_size" if hypertable else "pg_total_relation_size"
     row = conn.execute(f"SELECT {size}(%s::regclass)", (table,)).fetchone()
     return int(row[0]) if row and row[0] is not None else 0
 
@@ -130,11 +129,7 @@ def bench_storage(
     with psycopg.connect(base.owner_url, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{db_name}"')
-    s = dataclasses.replace(
-        base,
-        database_url=base.database_url.rsplit("/", 1)[0] + f"/{db_name}",
-        owner_database_url=base.owner_url.rsplit("/", 1)[0] + f"/{db_name}",
-    )
+    s = base.in_database(db_name)
     migrate(s)
     now = datetime.now(UTC)
     months = years * 12
@@ -199,8 +194,9 @@ def bench_storage(
         conn.commit()
         results["loaded_rows"] = loaded
         results["load_seconds"] = time.perf_counter() - t0
-        results["timescaledb"] = _is_hypertable(conn, "indicator_values")
-        results["table_bytes"] = _table_bytes(conn, "indicator_values")
+        hypertable = _is_hypertable(conn, "indicator_values")
+        results["timescaledb"] = hypertable
+        results["table_bytes"] = _table_bytes(conn, "indicator_values", hypertable)
         pretty = conn.execute("SELECT pg_size_pretty(%s::bigint)", (results["table_bytes"],))
         results["table_size"] = pretty.fetchone()[0]  # type: ignore[index]
         results["scopes"] = len(scopes())

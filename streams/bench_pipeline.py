@@ -72,9 +72,7 @@ def _prepare(base: Settings) -> Run:
     with psycopg.connect(base.owner_url, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{db_name}"')
     s = dataclasses.replace(
-        base,
-        database_url=base.database_url.rsplit("/", 1)[0] + f"/{db_name}",
-        owner_database_url=base.owner_url.rsplit("/", 1)[0] + f"/{db_name}",
+        base.in_database(db_name),
         app_id=f"palliwatch-{tag}",
         topic_namespace=tag,
         web_port=_free_port(),

@@ -7,7 +7,7 @@ and `palliwatch services up` starts nothing for it.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -36,6 +36,11 @@ LOCAL_DB_OWNER = "palliwatch_owner"
 # Local, loopback-only development passwords; real deployments set PALLIWATCH_DATABASE_URL.
 LOCAL_DB_WRITER_PASSWORD = "palliwatch_writer_local"
 LOCAL_DB_READER_PASSWORD = "palliwatch_reader_local"
+
+
+def in_database(url: str, db_name: str) -> str:
+    """The same login on another database of the same server."""
+    return url.rsplit("/", 1)[0] + f"/{db_name}"
 
 
 def local_password(role: str) -> str:
@@ -125,6 +130,15 @@ class Settings:
     def owner_url(self) -> str:
         """The URL migrations and `db roles` connect with."""
         return self.owner_database_url or self.database_url
+
+    def in_database(self, db_name: str) -> Settings:
+        """These settings on another database of the same server, the worker's and the
+        owner's logins unchanged (benches and tests make a database of their own)."""
+        return replace(
+            self,
+            database_url=in_database(self.database_url, db_name),
+            owner_database_url=in_database(self.owner_url, db_name),
+        )
 
     def record_keys(self) -> RecordKeys:
         """person_ref -> record key. The local stack makes a secret once and keeps it in the

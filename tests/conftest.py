@@ -64,11 +64,6 @@ class Isolated:
     db_name: str
 
 
-def in_database(url: str, db_name: str) -> str:
-    """The same login on another database of the same server."""
-    return url.rsplit("/", 1)[0] + f"/{db_name}"
-
-
 @pytest.fixture
 def isolated(local_stack: Settings, request: pytest.FixtureRequest) -> Iterator[Isolated]:
     """Own topics, app id and database. ``@pytest.mark.partitions(n)`` sets the partition count:
@@ -84,9 +79,7 @@ def isolated(local_stack: Settings, request: pytest.FixtureRequest) -> Iterator[
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{db_name}"')
     s = dataclasses.replace(
-        local_stack,
-        database_url=in_database(local_stack.database_url, db_name),
-        owner_database_url=in_database(admin_url, db_name),
+        local_stack.in_database(db_name),
         app_id=f"palliwatch-test-{tag}",
         topic_namespace=f"test-{tag}",
         web_port=_free_port(),

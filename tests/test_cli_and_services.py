@@ -22,9 +22,9 @@ from processors.queries import Cell, RegionRow
 from streams import services
 from streams.cli import format_indicator_table
 from streams.kafka_admin import delete_topics
-from streams.settings import REPO_ROOT, Settings
+from streams.settings import REPO_ROOT, Settings, in_database
 from streams.topics import CATALOGUE, DEATH_SURVEYS, SCOPE_DELTAS
-from tests.conftest import Isolated, in_database
+from tests.conftest import Isolated
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -197,11 +197,7 @@ def test_migrations_are_idempotent_and_safe_concurrently(local_stack: Settings) 
     db_name = f"palliwatch_mig_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(local_stack.owner_url, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{db_name}"')
-    s = dataclasses.replace(
-        local_stack,
-        database_url=in_database(local_stack.database_url, db_name),
-        owner_database_url=in_database(local_stack.owner_url, db_name),
-    )
+    s = local_stack.in_database(db_name)
     try:
         assert pending_migrations(s) == [p.name for p in migration_files()]
         results: list[list[str]] = []

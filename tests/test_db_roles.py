@@ -27,8 +27,8 @@ from schemas.audiences import PUBLIC_ROLE
 from schemas.models import DeathSurvey
 from streams import services
 from streams import settings as cfg
-from streams.settings import REPO_ROOT, Settings
-from tests.conftest import Isolated, in_database
+from streams.settings import REPO_ROOT, Settings, in_database
+from tests.conftest import Isolated
 from tests.keys import KEYS
 from tests.pipeline_helpers import person, survey
 

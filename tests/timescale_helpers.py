@@ -29,7 +29,7 @@ from processors import access
 from processors.db import MIGRATIONS_DIR, SUPERSEDED, drop_database, migrate
 from schemas.audiences import all_audiences
 from streams import settings as settings_mod
-from streams.settings import local_password
+from streams.settings import in_database, local_password
 from tests.conftest import Isolated
 
 ENV_URL = "PALLIWATCH_TEST_TIMESCALE_URL"
@@ -72,7 +72,7 @@ def fresh_database(admin_url: str, prefix: str = "palliwatch_tsdb") -> tuple[str
     name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
-    return name, admin_url.rsplit("/", 1)[0] + f"/{name}"
+    return name, in_database(admin_url, name)
 
 
 @pytest.fixture(scope="session")
