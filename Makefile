@@ -32,6 +32,7 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy streams processors schemas grafana
+	$(BIN)/lint-imports
 
 unit: install
 	$(BIN)/pytest -q -m "not integration"

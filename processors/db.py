@@ -12,15 +12,14 @@ import hashlib
 import logging
 import re
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
 from processors import access
-from streams.settings import REPO_ROOT, Settings
 
-MIGRATIONS_DIR = REPO_ROOT / "deploy" / "migrations"
 _MIGRATION_LOCK = 74_221_001  # arbitrary, constant: the advisory lock id for migrations
 _CONCURRENT_RETRIES = 5
 _NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
@@ -53,19 +52,36 @@ class DatabaseTLSError(DatabaseUnavailable):
     never retried."""
 
 
-def _url_variable(settings: Settings, owner: bool) -> str:
-    if owner and settings.owner_database_url:
-        return "PALLIWATCH_OWNER_DATABASE_URL"
-    if owner:
-        return "PALLIWATCH_OWNER_DATABASE_URL (unset: PALLIWATCH_DATABASE_URL)"
-    return "PALLIWATCH_DATABASE_URL"
+@dataclass(frozen=True)
+class Database:
+    """Where the database is, as plain values (the shell builds this from its settings):
+    ``url`` the worker's login, ``owner_url`` the schema owner's (migrations), ``migrations``
+    the folder of numbered SQL files. The variable names are only for messages that name the
+    fix."""
+
+    url: str
+    owner_url: str
+    writer_role: str
+    migrations: Path
+    # False: no owner login of its own, so migrations run as the worker's role.
+    owner_configured: bool = True
+    url_variable: str = "PALLIWATCH_DATABASE_URL"
+    owner_variable: str = "PALLIWATCH_OWNER_DATABASE_URL"
+
+    def login(self, owner: bool) -> tuple[str, str]:
+        """(URL, the variable that sets it) of the worker's login or the owner's."""
+        if not owner:
+            return self.url, self.url_variable
+        if self.owner_configured:
+            return self.owner_url, self.owner_variable
+        return self.owner_url, f"{self.owner_variable} (unset: {self.url_variable})"
 
 
-def unreachable_message(settings: Settings, owner: bool = False) -> str:
-    url = settings.owner_url if owner else settings.database_url
+def unreachable_message(database: Database, owner: bool = False) -> str:
+    url, variable = database.login(owner)
     return (
         f"PostgreSQL not reachable at {redact_url(url)}: run "
-        f"`palliwatch services up` or set {_url_variable(settings, owner)}"
+        f"`palliwatch services up` or set {variable}"
     )
 
 
@@ -117,19 +133,19 @@ def redact_url(url: str) -> str:
     return re.sub(r"(//[^:/@]+):[^@]*@", r"\1:***@", url)
 
 
-def connect(settings: Settings, owner: bool = False, **kwargs: object) -> psycopg.Connection:
+def connect(database: Database, owner: bool = False, **kwargs: object) -> psycopg.Connection:
     """A connection as the worker's role, or (``owner``) as the schema owner's."""
-    url = settings.owner_url if owner else settings.database_url
+    url, variable = database.login(owner)
     try:
         return psycopg.connect(url, connect_timeout=5, **kwargs)  # type: ignore[arg-type]
     except psycopg.OperationalError as e:
-        tls = tls_problem(e, url, _url_variable(settings, owner))
+        tls = tls_problem(e, url, variable)
         if tls is not None:
             raise DatabaseTLSError(tls) from None
-        raise DatabaseUnavailable(f"{unreachable_message(settings, owner)} ({e})") from e
+        raise DatabaseUnavailable(f"{unreachable_message(database, owner)} ({e})") from e
 
 
-def migration_files(directory: Path = MIGRATIONS_DIR) -> list[Path]:
+def migration_files(directory: Path) -> list[Path]:
     files = sorted(p for p in directory.iterdir() if _NAME.match(p.name))
     versions = [p.name[:4] for p in files]
     if len(set(versions)) != len(versions):
@@ -137,23 +153,25 @@ def migration_files(directory: Path = MIGRATIONS_DIR) -> list[Path]:
     return files
 
 
-def migrate(settings: Settings, directory: Path = MIGRATIONS_DIR) -> list[str]:
+def migrate(database: Database, directory: Path | None = None) -> list[str]:
     """Apply pending migrations as the schema owner, then re-apply every grant (readers,
     writer, audit); return the names applied (empty when up to date). What the database lacks
     for least privilege or access logging is logged as warnings (``migrate_and_notices``)."""
     applied_now: list[str] = []
-    for notice in migrate_and_notices(settings, directory, applied_now):
+    for notice in migrate_and_notices(database, directory, applied_now):
         log.warning("%s", notice)
     return applied_now
 
 
 def migrate_and_notices(
-    settings: Settings, directory: Path = MIGRATIONS_DIR, applied_now: list[str] | None = None
+    database: Database, directory: Path | None = None, applied_now: list[str] | None = None
 ) -> list[str]:
-    """``migrate`` returning its notices instead of logging them (tests, callers that print)."""
+    """``migrate`` returning its notices instead of logging them (tests, callers that print).
+    ``directory``: other migrations than ``database.migrations`` (tests of upgrades)."""
     applied = applied_now if applied_now is not None else []
     notices: list[str] = []
-    with connect(settings, owner=True, autocommit=True) as conn:
+    directory = directory or database.migrations
+    with connect(database, owner=True, autocommit=True) as conn:
         # Warnings the migrations raise say something the operator must know (e.g. why
         # TimescaleDB was not used); routine notices ("already exists, skipping") are left out.
         conn.add_notice_handler(functools.partial(_migration_warning, notices))
@@ -163,14 +181,14 @@ def migrate_and_notices(
         try:
             _migrate_locked(conn, directory, applied)
             seed_reference_data(conn)
-            notices += access.apply(conn, settings.db_writer_role)
+            notices += access.apply(conn, database.writer_role)
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (_MIGRATION_LOCK,))
-    if not settings.owner_database_url:
+    if not database.owner_configured:
         notices.insert(
             0,
-            "PALLIWATCH_OWNER_DATABASE_URL is not set: migrating as the role of "
-            "PALLIWATCH_DATABASE_URL, which then owns the schema and may alter or drop it; "
+            f"{database.owner_variable} is not set: migrating as the role of "
+            f"{database.url_variable}, which then owns the schema and may alter or drop it; "
             "give migrations an owner role of their own (README, Operations)",
         )
     return notices
@@ -307,9 +325,10 @@ def seed_catalogue(conn: psycopg.Connection) -> None:
         )
 
 
-def pending_migrations(settings: Settings, directory: Path = MIGRATIONS_DIR) -> list[str]:
+def pending_migrations(database: Database) -> list[str]:
     """Names of migrations not yet applied to the database."""
-    with connect(settings) as conn:
+    directory = database.migrations
+    with connect(database) as conn:
         exists = conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()
         applied: set[str] = set()
         if exists and exists[0]:

@@ -159,7 +159,7 @@ def _initialise_label_sets() -> None:
     ``increase`` (hence the dead-letter alert) need the zero before it.
     """
     from processors.validation import Reason
-    from streams.topics import CONTRACT_TOPICS
+    from schemas.topics import CONTRACT_TOPICS
 
     for spec in CONTRACT_TOPICS:
         RECORDS_CONSUMED.labels(spec.name)

@@ -7,13 +7,13 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from schemas.topics import CONTRACT_TOPICS
+
 SCHEMA_DIR = Path(__file__).resolve().parent / "json"
 
 
 def _models() -> dict[str, type[BaseModel]]:
     # The topic catalogue pairs each contract topic with its model; read it, don't repeat it.
-    from streams.topics import CONTRACT_TOPICS
-
     return {t.name: t.model for t in CONTRACT_TOPICS if t.model is not None}
 
 

@@ -18,7 +18,7 @@ from processors.catalogue import default_catalogue
 from processors.core import stored_json
 from schemas.codes import regions
 from schemas.models import DeathSurvey
-from streams.simulator import SurveyFactory
+from streams.tooling.simulator import SurveyFactory
 
 SIZE = 8192
 OUT = Path(__file__).resolve().parent.parent / "processors" / "person_state_v1.zdict"

@@ -34,10 +34,11 @@ from processors.sink import INDICATORS as INDICATORS_SPEC
 from processors.sink import OFFICIAL_DEATHS as OFFICIAL_DEATHS_SPEC
 from processors.sink import OfficialRow, Sink, indicator_row
 from processors.validation import DeadLetter, Reason, canonical, parse
+from schemas import topics
 from schemas.codes import regions
 from schemas.identity import fold
 from schemas.models import DeathSurvey, OfficialDeaths
-from streams import faust_fixes, kafka_clients, topics, web
+from streams import faust_fixes, kafka_clients, web
 from streams.failures import guarded, inject, internal_error
 from streams.settings import load
 

@@ -11,10 +11,12 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+from processors.db import Database
 from processors.disclosure import RecordKeys
-from streams.topics import TopicSpec
+from schemas.topics import TopicSpec
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+MIGRATIONS_DIR = REPO_ROOT / "deploy" / "migrations"
 
 # The local stack's loopback ports; a second checkout (or a test that needs a stack of its own)
 # moves them with these variables.
@@ -130,6 +132,17 @@ class Settings:
     def owner_url(self) -> str:
         """The URL migrations and `db roles` connect with."""
         return self.owner_database_url or self.database_url
+
+    @property
+    def database(self) -> Database:
+        """The database as plain values, for processors.db."""
+        return Database(
+            url=self.database_url,
+            owner_url=self.owner_url,
+            writer_role=self.db_writer_role,
+            migrations=MIGRATIONS_DIR,
+            owner_configured=bool(self.owner_database_url),
+        )
 
     def in_database(self, db_name: str) -> Settings:
         """These settings on another database of the same server, the worker's and the

@@ -25,11 +25,11 @@ import psycopg
 import pytest
 
 from processors.db import drop_database, migrate
-from streams import services
+from schemas.topics import CATALOGUE
 from streams import settings as settings_mod
-from streams.kafka_admin import delete_topics, ensure_topics
 from streams.settings import REPO_ROOT, Settings
-from streams.topics import CATALOGUE
+from streams.tooling import services
+from streams.tooling.kafka_admin import delete_topics, ensure_topics
 from tests.keys import TEST_CELL_KEY_SECRET
 
 TEST_AS_OF = datetime.now(UTC).date()
@@ -99,7 +99,7 @@ def isolated(local_stack: Settings, request: pytest.FixtureRequest) -> Iterator[
         "PALLIWATCH_AS_OF": TEST_AS_OF.isoformat(),
         "PALLIWATCH_REEVALUATE_SECONDS": "2",
     }
-    migrate(s)
+    migrate(s.database)
     ensure_topics(s)
     try:
         yield Isolated(s, env, db_name)
@@ -131,7 +131,7 @@ class WorkerProcess:
 
     def _start(self) -> subprocess.Popen[bytes]:
         return subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "worker"],
+            [sys.executable, "-m", "streams.tooling.cli", "worker"],
             cwd=REPO_ROOT,
             env=self.env,
             stdout=self._log,

@@ -22,11 +22,11 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError
 
-from streams import services
+from schemas.topics import TopicSpec
 from streams import settings as settings_mod
-from streams.kafka_admin import admin_client
 from streams.settings import Settings
-from streams.topics import TopicSpec
+from streams.tooling import services
+from streams.tooling.kafka_admin import admin_client
 from tests.histories import History
 
 
@@ -146,8 +146,8 @@ def precreate_worker_topics(s: Settings) -> None:
 def send_head(s: Settings, h: History) -> tuple[History, list[tuple[TopicSpec, dict[str, Any]]]]:
     """Send the structure, half the official deaths and a third of the surveys of ``h``; return
     that part as a history (for the oracle) and the rest, in order, for an OutageProducer."""
-    from streams.producer import make_producer, send_records
-    from streams.topics import DEATH_SURVEYS, OFFICIAL_DEATHS, POPULATION, UNIT_EVENTS
+    from schemas.topics import DEATH_SURVEYS, OFFICIAL_DEATHS, POPULATION, UNIT_EVENTS
+    from streams.tooling.producer import make_producer, send_records
 
     cut, half = len(h.surveys) // 3, len(h.official) // 2
     producer = make_producer(s)

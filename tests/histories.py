@@ -18,7 +18,7 @@ from typing import Any, get_args
 from schemas.codes import municipalities_by_region
 from schemas.enums import CareSetting, DiagnosisGroup, PlaceOfDeath
 from schemas.models import Measures
-from streams.simulator import unit_event_record
+from streams.tooling.simulator import unit_event_record
 
 # The contract's code lists (one source of truth: schemas/enums.py, schemas/models.py).
 MEASURES = tuple(f for f in Measures.model_fields if f != "present_at_death")

@@ -18,9 +18,9 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-from streams import services
-from streams.services import KAFKA_POM_DIR, KafkaPaths
 from streams.settings import KafkaSecurity, Settings
+from streams.tooling import services
+from streams.tooling.services import KAFKA_POM_DIR, KafkaPaths
 from tests.conftest import stop_process
 from tests.fault_helpers import free_port
 

@@ -11,9 +11,9 @@ from kafka import TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
+from schemas.topics import DEAD_LETTER
 from streams import kafka_clients
 from streams.settings import Settings
-from streams.topics import DEAD_LETTER
 
 
 def read_topic(settings: Settings, topic: str) -> list[Any]:

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from streams import dlq
 from streams.failures import ENV_INJECT, EXIT_FATAL
+from streams.tooling import dlq
 from tests.conftest import TEST_AS_OF, Isolated, WorkerProcess, wait_for
 from tests.histories import History, random_history
 from tests.oracle_compare import oracle_of

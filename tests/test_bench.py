@@ -13,8 +13,8 @@ import psycopg
 import pytest
 
 from streams import settings as settings_mod
-from streams.bench import bench_storage
 from streams.settings import Settings
+from streams.tooling.bench import bench_storage
 from tests import timescale_helpers as tsh
 
 # TimescaleDB's server, where configured (tests/timescale_helpers.py); assigned, not imported:
@@ -55,7 +55,7 @@ def test_pipeline_bench_runs_at_a_tiny_size(
 ) -> None:
     """As `palliwatch bench pipeline` runs on the local stack: no secret in the environment
     (its worker, with a database of its own, must be given the local one)."""
-    from streams.bench_pipeline import bench_pipeline
+    from streams.tooling.bench_pipeline import bench_pipeline
 
     monkeypatch.delenv("PALLIWATCH_CELL_KEY_SECRET")
     base = dataclasses.replace(local_stack, cell_key_secret=b"", state_dir=tmp_path)

@@ -33,9 +33,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 
 from processors import person_state
 from schemas.identity import find_identity_numbers, scan_view
-from streams.producer import make_producer
-from streams.settings import Settings
-from streams.topics import (
+from schemas.topics import (
     CATALOGUE,
     CONTRACT_TOPICS,
     DEATH_SURVEYS,
@@ -45,6 +43,8 @@ from streams.topics import (
     UNIT_EVENTS,
     TopicSpec,
 )
+from streams.settings import Settings
+from streams.tooling.producer import make_producer
 from tests import test_validation as validation_examples
 from tests.conftest import Isolated, WorkerProcess, wait_for
 from tests.pipeline_helpers import dead_letters, metric, metric_samples, person, read_topic, survey

@@ -304,7 +304,7 @@ def test_the_fault_plan() -> None:
 
 
 def test_the_screen_bench_runs_at_a_tiny_size() -> None:
-    from streams.bench_screen import bench_screen
+    from streams.tooling.bench_screen import bench_screen
 
     results = bench_screen(repeats=1, normal=20)
     assert results["normal_survey_us"] > 0

@@ -58,7 +58,7 @@ from processors.validation import (
 )
 from schemas.identity import find_identity_numbers, fold, luhn_ok, scan_view, unescape_json
 from schemas.models import DeathSurvey, OfficialDeaths, Population, Target, UnitEvent
-from streams.topics import CONTRACT_TOPICS, TARGETS, TopicSpec
+from schemas.topics import CONTRACT_TOPICS, TARGETS, TopicSpec
 from tests.test_validation import (
     NOW,
     OFFICIAL,

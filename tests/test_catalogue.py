@@ -161,7 +161,7 @@ def test_migrate_seeds_definitions_and_default_targets_without_overwriting(
             "WHERE indicator_id = 'eol_conversation' AND scope = 'national'"
         )
         conn.commit()
-    migrate(isolated.settings)
+    migrate(isolated.settings.database)
     with psycopg.connect(url) as conn:
         row = conn.execute(
             "SELECT value, source FROM targets WHERE indicator_id = 'eol_conversation'"

@@ -19,17 +19,17 @@ from kafka.admin import ConfigResource, ConfigResourceType
 
 from processors.db import migrate, migration_files, pending_migrations
 from processors.queries import Cell, RegionRow
-from streams import services
-from streams.cli import format_indicator_table
-from streams.kafka_admin import delete_topics
-from streams.settings import REPO_ROOT, Settings, in_database
-from streams.topics import CATALOGUE, DEATH_SURVEYS, SCOPE_DELTAS
+from schemas.topics import CATALOGUE, DEATH_SURVEYS, SCOPE_DELTAS
+from streams.settings import MIGRATIONS_DIR, REPO_ROOT, Settings, in_database
+from streams.tooling import services
+from streams.tooling.cli import format_indicator_table
+from streams.tooling.kafka_admin import delete_topics
 from tests.conftest import Isolated
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "streams.cli", *args],
+        [sys.executable, "-m", "streams.tooling.cli", *args],
         cwd=REPO_ROOT,
         env={**os.environ, **(env or {})},
         capture_output=True,
@@ -199,13 +199,13 @@ def test_migrations_are_idempotent_and_safe_concurrently(local_stack: Settings) 
         conn.execute(f'CREATE DATABASE "{db_name}"')
     s = local_stack.in_database(db_name)
     try:
-        assert pending_migrations(s) == [p.name for p in migration_files()]
+        assert pending_migrations(s.database) == [p.name for p in migration_files(MIGRATIONS_DIR)]
         results: list[list[str]] = []
         errors: list[BaseException] = []
 
         def run() -> None:
             try:
-                results.append(migrate(s))
+                results.append(migrate(s.database))
             except BaseException as e:  # noqa: BLE001 - reported below
                 errors.append(e)
 
@@ -216,12 +216,12 @@ def test_migrations_are_idempotent_and_safe_concurrently(local_stack: Settings) 
             t.join()
         assert not errors, errors
         applied = sorted(results, key=len)
-        assert applied[0] == [] and applied[1] == [p.name for p in migration_files()]
-        assert migrate(s) == []
-        assert pending_migrations(s) == []
+        assert applied[0] == [] and applied[1] == [p.name for p in migration_files(MIGRATIONS_DIR)]
+        assert migrate(s.database) == []
+        assert pending_migrations(s.database) == []
         with psycopg.connect(s.database_url) as conn:
             count = conn.execute("SELECT count(*) FROM schema_migrations").fetchone()
-        assert count is not None and count[0] == len(migration_files())
+        assert count is not None and count[0] == len(migration_files(MIGRATIONS_DIR))
     finally:
         with psycopg.connect(local_stack.owner_url, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')

@@ -9,8 +9,8 @@ import orjson
 
 from processors.validation import REASON_MEANINGS, Reason, parse
 from schemas.export import MODELS, drifted, render
+from schemas.topics import CONTRACT_TOPICS
 from streams.settings import REPO_ROOT
-from streams.topics import CONTRACT_TOPICS
 
 DOC = (REPO_ROOT / "docs" / "contracts.md").read_text(encoding="utf-8")
 NOW = datetime(2025, 6, 1, tzinfo=UTC)

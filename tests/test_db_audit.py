@@ -15,9 +15,9 @@ import pytest
 
 from processors.sink import OFFICIAL_DEATHS, Sink
 from schemas.audiences import PUBLIC_ROLE, region_role
-from streams import services
 from streams import settings as cfg
 from streams.settings import Settings
+from streams.tooling import services
 from tests.conftest import Isolated
 
 pytestmark = pytest.mark.integration

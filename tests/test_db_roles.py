@@ -25,9 +25,9 @@ from processors.db import migrate, migrate_and_notices
 from processors.sink import INDICATORS, OFFICIAL_DEATHS, Sink, UpsertSpec, fact_rows, indicator_row
 from schemas.audiences import PUBLIC_ROLE
 from schemas.models import DeathSurvey
-from streams import services
 from streams import settings as cfg
 from streams.settings import REPO_ROOT, Settings, in_database
+from streams.tooling import services
 from tests.conftest import Isolated
 from tests.keys import KEYS
 from tests.pipeline_helpers import person, survey
@@ -167,11 +167,11 @@ def test_a_writer_created_after_migrating_can_write_after_the_next_migrate(
     try:
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             _write(later.database_url, _batches("before"))
-        assert migrate_and_notices(later) == [
+        assert migrate_and_notices(later.database) == [
             f"the writer role {role} has CREATEDB: ALTER ROLE {role} NOCREATEDB"
         ]
         services.pg_superuser_sql(s, f"ALTER ROLE {role} NOCREATEDB")
-        assert migrate_and_notices(later) == []
+        assert migrate_and_notices(later.database) == []
         _write(later.database_url, _batches("after"))
         with psycopg.connect(later.database_url) as conn:
             assert conn.execute("SELECT count(*) FROM survey_arrivals").fetchone() == (1,)
@@ -194,7 +194,7 @@ def test_a_reader_without_grants_gets_them_back_from_the_next_migrate(
     reader = _login(s.database_url, PUBLIC_ROLE)
     with psycopg.connect(reader) as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
         conn.execute("SELECT count(*) FROM published.regions")
-    migrate(s)
+    migrate(s.database)
     with psycopg.connect(reader) as conn:
         assert conn.execute("SELECT count(*) FROM published.regions").fetchone() == (21,)
 
@@ -202,11 +202,11 @@ def test_a_reader_without_grants_gets_them_back_from_the_next_migrate(
 def test_migrate_names_what_a_single_role_or_a_missing_writer_lacks(isolated: Isolated) -> None:
     s = isolated.settings
     single = dataclasses.replace(s, database_url=s.owner_url, owner_database_url="")
-    notices = migrate_and_notices(single)
+    notices = migrate_and_notices(single.database)
     assert "PALLIWATCH_OWNER_DATABASE_URL is not set" in notices[0]
     assert "owns the schema" in notices[0]
     missing = dataclasses.replace(s, db_writer_role="pw_no_such_writer")
-    (notice,) = migrate_and_notices(missing)
+    (notice,) = migrate_and_notices(missing.database)
     assert "pw_no_such_writer does not exist" in notice
     assert "CREATE ROLE pw_no_such_writer" in notice and "PALLIWATCH_DB_WRITER_ROLE" in notice
 
@@ -242,7 +242,7 @@ def test_db_migrate_without_an_owner_url_warns_and_still_works(isolated: Isolate
     env = {k: v for k, v in os.environ.items() if not k.startswith("PALLIWATCH_OWNER_")}
     env["PALLIWATCH_DATABASE_URL"] = isolated.settings.owner_url  # one role for everything
     r = subprocess.run(
-        [sys.executable, "-m", "streams.cli", "db", "migrate"],
+        [sys.executable, "-m", "streams.tooling.cli", "db", "migrate"],
         cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert r.returncode == 0, r.stderr

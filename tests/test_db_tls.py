@@ -82,8 +82,8 @@ def _one_line(message: str) -> str:
 
 def test_migrate_and_the_worker_connect_with_verify_full(tls: TLS, local_stack: Settings) -> None:
     s = tls.settings(local_stack)
-    assert migrate(s)  # as the owner, over TLS
-    with connect(s) as conn:  # as the writer
+    assert migrate(s.database)  # as the owner, over TLS
+    with connect(s.database) as conn:  # as the writer
         row = conn.execute(
             "SELECT current_user, ssl, version FROM pg_stat_ssl WHERE pid = pg_backend_pid()"
         ).fetchone()
@@ -98,7 +98,7 @@ def test_migrate_and_the_worker_connect_with_verify_full(tls: TLS, local_stack: 
             await sink.close()
 
     asyncio.run(go())
-    with connect(s) as conn:
+    with connect(s.database) as conn:
         assert conn.execute("SELECT deaths FROM official_deaths").fetchall() == [(40,)]
     # Over TCP without TLS there is no way in (pg_hba.conf: hostssl only).
     plain = s.database_url.split("?", 1)[0] + "?sslmode=disable"
@@ -109,7 +109,7 @@ def test_migrate_and_the_worker_connect_with_verify_full(tls: TLS, local_stack: 
 def test_a_wrong_ca_fails_with_one_line_naming_the_fix(tls: TLS, local_stack: Settings) -> None:
     s = tls.settings(local_stack, writer=tls.url(WRITER, ca=tls.wrong_ca))
     with pytest.raises(DatabaseTLSError) as info:
-        connect(s)
+        connect(s.database)
     message = _one_line(str(info.value))
     assert "not signed by the CA in sslrootcert=" in message and str(tls.wrong_ca) in message
     assert "set sslrootcert in PALLIWATCH_DATABASE_URL" in message
@@ -128,7 +128,7 @@ def test_a_wrong_host_name_fails_with_one_line_naming_the_fix(
 ) -> None:
     s = tls.settings(local_stack, owner=tls.url(OWNER, host="db.wrong-name.invalid"))
     with pytest.raises(DatabaseTLSError) as info:
-        migrate(s)
+        migrate(s.database)
     message = _one_line(str(info.value))
     assert "does not name host 'db.wrong-name.invalid'" in message
     assert "subjectAltName" in message and "PALLIWATCH_OWNER_DATABASE_URL" in message
@@ -140,7 +140,7 @@ def test_a_missing_ca_file_fails_with_one_line_naming_the_fix(
     missing = tls.ca.parent / "no-such-ca.crt"
     s = tls.settings(local_stack, writer=tls.url(WRITER, ca=missing))
     with pytest.raises(DatabaseTLSError) as info:
-        connect(s)
+        connect(s.database)
     message = _one_line(str(info.value))
     assert f"sslrootcert={missing} does not exist" in message
 
@@ -152,7 +152,7 @@ def test_db_migrate_with_a_wrong_ca_exits_with_that_one_line(tls: TLS) -> None:
         "PALLIWATCH_OWNER_DATABASE_URL": tls.url(OWNER, ca=tls.wrong_ca),
     }
     r = subprocess.run(
-        [sys.executable, "-m", "streams.cli", "db", "migrate"],
+        [sys.executable, "-m", "streams.tooling.cli", "db", "migrate"],
         cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert r.returncode == 1

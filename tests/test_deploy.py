@@ -30,8 +30,9 @@ import yaml
 
 from grafana.build import password_secret
 from grafana.orgs import orgs
-from streams import services, web
+from streams import web
 from streams.settings import REPO_ROOT
+from streams.tooling import services
 from tests.conftest import Isolated
 from tests.test_cli_and_services import run_cli
 

@@ -44,10 +44,10 @@ from processors.core import IndicatorValue
 from schemas.codes import municipalities_by_region
 from schemas.enums import CareSetting, DiagnosisGroup, PlaceOfDeath
 from schemas.models import DeathSurvey, Measures
+from schemas.topics import DEATH_SURVEYS, OFFICIAL_DEATHS
 from streams import settings as cfg
-from streams.producer import make_producer, send_records
 from streams.settings import Settings
-from streams.topics import DEATH_SURVEYS, OFFICIAL_DEATHS
+from streams.tooling.producer import make_producer, send_records
 from tests.attacker import (
     ARRIVALS_COUNTER,
     DAILY,

@@ -42,8 +42,8 @@ import pytest
 from kafka import KafkaConsumer
 
 from processors.catalogue import default_catalogue
-from streams.producer import make_producer, send_records
-from streams.topics import DEAD_LETTER, DEATH_SURVEYS, OFFICIAL_DEATHS
+from schemas.topics import DEAD_LETTER, DEATH_SURVEYS, OFFICIAL_DEATHS
+from streams.tooling.producer import make_producer, send_records
 from tests.conftest import Isolated, WorkerProcess, wait_for
 
 pytestmark = pytest.mark.integration

@@ -21,8 +21,8 @@ from processors.admission import admit
 from processors.catalogue import DEFAULT_PATH, default_catalogue, parse_catalogue
 from processors.oracle import oracle
 from schemas.models import DeathSurvey, OfficialDeaths, Population, UnitEvent
-from streams.producer import make_producer, send_records
-from streams.topics import DEATH_SURVEYS, OFFICIAL_DEATHS, POPULATION, SCOPE_DELTAS, UNIT_EVENTS
+from schemas.topics import DEATH_SURVEYS, OFFICIAL_DEATHS, POPULATION, SCOPE_DELTAS, UNIT_EVENTS
+from streams.tooling.producer import make_producer, send_records
 from tests.conftest import TEST_AS_OF, Isolated, WorkerProcess, wait_for
 from tests.histories import History, random_history
 from tests.keys import KEYS

@@ -24,9 +24,7 @@ from typing import Any
 import orjson
 import pytest
 
-from streams.producer import make_producer, send_records
-from streams.settings import Settings
-from streams.topics import (
+from schemas.topics import (
     CONTRACT_TOPICS,
     DEATH_SURVEYS,
     OFFICIAL_DEATHS,
@@ -35,6 +33,8 @@ from streams.topics import (
     UNIT_EVENTS,
     TopicSpec,
 )
+from streams.settings import Settings
+from streams.tooling.producer import make_producer, send_records
 from tests.conftest import TEST_AS_OF, Isolated, WorkerProcess, wait_for
 from tests.fault_helpers import (
     OutageProducer,

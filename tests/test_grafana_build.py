@@ -23,8 +23,8 @@ from processors import metrics
 from processors.catalogue import default_catalogue
 from schemas import audiences
 from schemas.codes import municipalities, regions
-from streams.cli import main
 from streams.settings import REPO_ROOT, local_password
+from streams.tooling.cli import main
 
 # The views every audience reads from `published` (no figures about people): the issue's
 # reference views. Every other relation an exact organisation reads must be `exact.`.

@@ -32,8 +32,8 @@ import pytest
 
 from grafana import alerts, dashboards
 from grafana.orgs import national, orgs, public, regional
-from streams.cli import main
 from streams.settings import REPO_ROOT, local_password
+from streams.tooling.cli import main
 
 ADMIN = ("admin", "s3cret")
 BASIC = "Basic " + base64.b64encode(f"{ADMIN[0]}:{ADMIN[1]}".encode()).decode()

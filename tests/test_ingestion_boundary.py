@@ -21,9 +21,9 @@ from hypothesis import strategies as st
 from processors import person_state
 from processors.validation import DeadLetter, parse
 from schemas.models import DeathSurvey
-from streams import dlq
-from streams.producer import make_producer
-from streams.topics import CATALOGUE, DEATH_SURVEYS
+from schemas.topics import CATALOGUE, DEATH_SURVEYS
+from streams.tooling import dlq
+from streams.tooling.producer import make_producer
 from tests.conftest import Isolated, WorkerProcess, wait_for
 from tests.pipeline_helpers import dead_letters, metric, person, read_topic, survey, topic_size
 

@@ -13,13 +13,13 @@ from collections.abc import Iterator
 import pytest
 from kafka.errors import KafkaError
 
-from streams import kafka_clients
-from streams.settings import Settings
-from streams.topics import (
+from schemas.topics import (
     CATALOGUE,
     DEATH_SURVEYS,
     SCOPE_DELTAS,
 )
+from streams import kafka_clients
+from streams.settings import Settings
 from tests.conftest import TEST_AS_OF, Isolated, WorkerProcess, wait_for
 from tests.fault_helpers import OutageProducer, precreate_worker_topics, send_head
 from tests.histories import random_history

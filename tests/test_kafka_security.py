@@ -30,11 +30,11 @@ from kafka.admin import (
 )
 
 from schemas.models import DeathSurvey, OfficialDeaths, Population, UnitEvent
+from schemas.topics import DEATH_SURVEYS, OFFICIAL_DEATHS, POPULATION, UNIT_EVENTS
 from streams import kafka_clients
 from streams import settings as settings_mod
-from streams.kafka_admin import ensure_topics
 from streams.settings import REPO_ROOT, Settings
-from streams.topics import DEATH_SURVEYS, OFFICIAL_DEATHS, POPULATION, UNIT_EVENTS
+from streams.tooling.kafka_admin import ensure_topics
 from tests.conftest import TEST_AS_OF, Isolated, WorkerProcess
 from tests.kafka_cluster import (
     MTLS_CN,
@@ -108,7 +108,7 @@ def _as(base: Settings, broker: SecureBroker, user: str, **changes: Any) -> Sett
 
 def _cli(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "streams.cli", *args],
+        [sys.executable, "-m", "streams.tooling.cli", *args],
         cwd=REPO_ROOT,
         env=env,
         capture_output=True,

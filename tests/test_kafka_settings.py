@@ -105,8 +105,8 @@ def test_a_wrong_setting_names_itself(
 
 
 def test_production_replication(monkeypatch: pytest.MonkeyPatch) -> None:
-    from streams.kafka_admin import topic_configs
-    from streams.topics import CATALOGUE
+    from schemas.topics import CATALOGUE
+    from streams.tooling.kafka_admin import topic_configs
 
     s = _load(monkeypatch, PALLIWATCH_KAFKA_REPLICATION_FACTOR="3",
               PALLIWATCH_KAFKA_MIN_INSYNC_REPLICAS="2")  # fmt: skip

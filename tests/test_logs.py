@@ -12,10 +12,10 @@ import orjson
 import pytest
 
 from schemas.identity import find_identity_numbers
+from schemas.topics import DEATH_SURVEYS
 from streams.logs import PSEUDONYM, JsonFormatter, scrub
-from streams.producer import make_producer, send_records
 from streams.settings import REPO_ROOT
-from streams.topics import DEATH_SURVEYS
+from streams.tooling.producer import make_producer, send_records
 from tests.conftest import Isolated, WorkerProcess, wait_for
 from tests.pipeline_helpers import metric, person, survey
 
@@ -65,7 +65,7 @@ def test_json_lines_hold_no_identity_number_or_pseudonym() -> None:
 
 def test_an_unknown_log_format_names_the_fix() -> None:
     r = subprocess.run(
-        [sys.executable, "-m", "streams.cli", "schemas", "check"],
+        [sys.executable, "-m", "streams.tooling.cli", "schemas", "check"],
         cwd=REPO_ROOT,
         env={**os.environ, "PALLIWATCH_LOG_FORMAT": "xml"},
         capture_output=True,

@@ -21,7 +21,7 @@ from processors.catalogue import default_catalogue
 from processors.core import stored_json
 from schemas.codes import regions
 from schemas.models import DeathSurvey
-from streams.simulator import SurveyFactory
+from streams.tooling.simulator import SurveyFactory
 from tests.keys import KEYS
 from tests.strategies import survey_histories
 

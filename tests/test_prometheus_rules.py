@@ -57,7 +57,7 @@ def test_configs_pass_promtool_check(config: str) -> None:
 
 
 def test_generated_local_config_passes_promtool_check(tmp_path: Path) -> None:
-    from streams.services import write_prometheus_config
+    from streams.tooling.services import write_prometheus_config
 
     config = write_prometheus_config(tmp_path, ["127.0.0.1:6066", "127.0.0.1:6067"])
     r = run_promtool("check", "config", str(config))

@@ -1,4 +1,4 @@
-"""Unit tests of streams/simulator.py: the synthetic traffic must honour the wire contracts.
+"""Unit tests of streams/tooling/simulator.py: the synthetic traffic must honour the wire contracts.
 
 Every record is validated with processors.validation.parse at an explicit `now` (the time the
 simulator generated it for), so no result depends on today's date.
@@ -20,7 +20,7 @@ from processors.validation import DeadLetter, Reason, parse
 from schemas.codes import municipality_in_region, regions
 from schemas.identity import luhn_ok
 from schemas.models import DeathSurvey, OfficialDeaths
-from streams.simulator import (
+from streams.tooling.simulator import (
     REGISTRATION_WINDOW_DAYS,
     SurveyFactory,
     complete_months_before,

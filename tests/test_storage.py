@@ -14,14 +14,14 @@ import psycopg
 import pytest
 
 from processors.core import IndicatorValue
-from processors.db import MIGRATIONS_DIR, SUPERSEDED, drop_database, migrate
+from processors.db import SUPERSEDED, drop_database, migrate
 from processors.sink import INDICATORS, Sink, fact_rows, indicator_row
 from schemas.models import DeathSurvey
-from streams import services
+from schemas.topics import DEATH_SURVEYS, OFFICIAL_DEATHS
 from streams import settings as cfg
-from streams.producer import make_producer, send_records
-from streams.settings import Settings
-from streams.topics import DEATH_SURVEYS, OFFICIAL_DEATHS
+from streams.settings import MIGRATIONS_DIR, Settings
+from streams.tooling import services
+from streams.tooling.producer import make_producer, send_records
 from tests import timescale_helpers as tsh
 from tests.conftest import TEST_AS_OF, Isolated, WorkerProcess, wait_for
 from tests.histories import History
@@ -155,7 +155,7 @@ def test_unit_events_feed_white_spots(isolated: Isolated, worker: WorkerProcess)
         "accepts_all_diagnoses": True, "accepts_children": True, "max_prognosis_months": None,
         "written_mandate": True, "staff_fte": {"nurses": 2.0},
     }  # fmt: skip
-    from streams.topics import UNIT_EVENTS
+    from schemas.topics import UNIT_EVENTS
 
     producer = make_producer(s)
     send_records(producer, s, UNIT_EVENTS, [unit])
@@ -256,9 +256,9 @@ def test_a_database_migrated_with_the_released_0002_still_migrates(
     name, url = tsh.fresh_database(admin, prefix="palliwatch_test_old0002")
     s = dataclasses.replace(local_stack, database_url=url, owner_database_url=url)
     try:
-        before = migrate(s, tsh.old_migrations(tmp_path))
+        before = migrate(s.database, tsh.old_migrations(tmp_path))
         assert before[1] == "0002_storage.sql" and before[-1] == "0005_disclosure.sql"
-        applied = migrate(s)
+        applied = migrate(s.database)
         assert applied and all(n > "0005" for n in applied)
         with psycopg.connect(url) as conn:
             recorded = conn.execute(
@@ -274,7 +274,7 @@ def test_a_database_migrated_with_the_released_0002_still_migrates(
                 text += "\n-- an edit\n"
             (edited / path.name).write_text(text, encoding="utf-8")
         with pytest.raises(RuntimeError, match="changed after it was applied"):
-            migrate(s, edited)
+            migrate(s.database, edited)
     finally:
         drop_database(admin, name)
 

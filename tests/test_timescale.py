@@ -18,7 +18,7 @@ import psycopg
 import pytest
 
 from processors import metrics
-from processors.db import MIGRATIONS_DIR, drop_database, migrate
+from processors.db import drop_database, migrate
 from processors.sink import (
     SURVEY_ARRIVALS,
     TIMESCALE_DECOMPRESSION_LIMIT,
@@ -28,7 +28,7 @@ from processors.sink import (
 )
 from schemas.audiences import NATIONAL_ROLE, PUBLIC_ROLE
 from streams import settings as settings_mod
-from streams.settings import local_password
+from streams.settings import MIGRATIONS_DIR, local_password
 from tests import timescale_helpers as tsh
 from tests.conftest import Isolated
 from tests.timescale_helpers import fresh_database, old_migrations
@@ -305,13 +305,15 @@ def test_a_database_migrated_with_the_original_0002_and_0005_still_migrates(
     name, url = fresh_database(timescale_url)
     s = dataclasses.replace(settings_mod.load(), database_url=url, owner_database_url=url)
     try:
-        applied = migrate(s, old_migrations(tmp_path))
+        applied = migrate(s.database, old_migrations(tmp_path))
         assert applied[-1] == "0005_disclosure.sql"
         with psycopg.connect(url) as conn:
             assert conn.execute(
                 "SELECT materialized_only FROM timescaledb_information.continuous_aggregates"
             ).fetchone() == (True,)
-        assert migrate(s) == [p.name for p in sorted(MIGRATIONS_DIR.glob("000[6-9]_*.sql"))]
+        assert migrate(s.database) == [
+            p.name for p in sorted(MIGRATIONS_DIR.glob("000[6-9]_*.sql"))
+        ]
         with psycopg.connect(url) as conn:
             assert conn.execute(
                 "SELECT materialized_only FROM timescaledb_information.continuous_aggregates"
@@ -330,7 +332,7 @@ def test_timescaledb_installed_but_not_preloaded_falls_back_to_plain_postgresql(
     s = dataclasses.replace(settings_mod.load(), database_url=url, owner_database_url=url)
     try:
         with caplog.at_level(logging.WARNING, logger="palliwatch.db"):
-            applied = migrate(s)
+            applied = migrate(s.database)
         assert applied == [
             p.name for p in sorted(MIGRATIONS_DIR.glob("[0-9][0-9][0-9][0-9]_*.sql"))
         ]
@@ -357,7 +359,7 @@ def test_timescaledb_installed_but_not_preloaded_falls_back_to_plain_postgresql(
                 "SELECT relrowsecurity FROM pg_class WHERE relname = 'survey_arrivals'"
             ).fetchone() == (True,)
         # A second migrate finds nothing to do (the session survived: no FATAL).
-        assert migrate(s) == []
+        assert migrate(s.database) == []
     finally:
         drop_database(unpreloaded_url, name)
 
@@ -365,7 +367,11 @@ def test_timescaledb_installed_but_not_preloaded_falls_back_to_plain_postgresql(
 def test_the_fallback_keeps_the_silence_alert_right(unpreloaded_url: str) -> None:
     name, url = fresh_database(unpreloaded_url)
     try:
-        migrate(dataclasses.replace(settings_mod.load(), database_url=url, owner_database_url=url))
+        migrate(
+            dataclasses.replace(
+                settings_mod.load(), database_url=url, owner_database_url=url
+            ).database
+        )
         write(url, SURVEY_ARRIVALS, arrival_rows(datetime.now(UTC), days=30))
         with psycopg.connect(role_url(url, NATIONAL_ROLE)) as conn:
             silence = {

@@ -21,8 +21,8 @@ import pytest
 from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
 
+from schemas.topics import DEATH_SURVEYS
 from streams import web
-from streams.topics import DEATH_SURVEYS
 from tests.conftest import Isolated, WorkerProcess
 
 # Faust 0.15.3's pages (faust/web/apps/*.py), with keys and names filled in.

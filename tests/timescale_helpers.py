@@ -26,10 +26,10 @@ import psycopg
 import pytest
 
 from processors import access
-from processors.db import MIGRATIONS_DIR, SUPERSEDED, drop_database, migrate
+from processors.db import SUPERSEDED, drop_database, migrate
 from schemas.audiences import all_audiences
 from streams import settings as settings_mod
-from streams.settings import in_database, local_password
+from streams.settings import MIGRATIONS_DIR, in_database, local_password
 from tests.conftest import Isolated
 
 ENV_URL = "PALLIWATCH_TEST_TIMESCALE_URL"
@@ -111,7 +111,7 @@ def timescale_isolated(timescale_url: str) -> Iterator[Isolated]:
     name, url = fresh_database(timescale_url)
     s = dataclasses.replace(settings_mod.load(), database_url=url, owner_database_url=url)
     try:
-        migrate(s)
+        migrate(s.database)
         yield Isolated(s, {**os.environ, "PALLIWATCH_DATABASE_URL": url}, name)
     finally:
         drop_database(timescale_url, name)

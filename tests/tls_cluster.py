@@ -10,7 +10,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from streams import services
+from streams.tooling import services
 from tests.fault_helpers import free_port
 
 

@@ -22,7 +22,7 @@ import orjson
 from processors.validation import MAX_PAYLOAD_BYTES, DeadLetter, canonical, parse
 from schemas.identity import fold
 from schemas.models import DeathSurvey
-from streams.simulator import SurveyFactory, complete_months_before
+from streams.tooling.simulator import SurveyFactory, complete_months_before
 
 WORST_CASE_TARGET_MS = 20.0
 

@@ -130,7 +130,7 @@ def bench_storage(
         conn.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{db_name}"')
     s = base.in_database(db_name)
-    migrate(s)
+    migrate(s.database)
     now = datetime.now(UTC)
     months = years * 12
     first = add_months(now.strftime("%Y-%m"), -months)

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from streams import settings as settings_mod
-from streams.grafana_cli import register as register_grafana
+from streams.tooling.grafana_cli import register as register_grafana
 
 
 def _fail(msg: str, code: int = 2) -> None:
@@ -26,7 +26,7 @@ def _fail(msg: str, code: int = 2) -> None:
 
 
 def cmd_services(args: argparse.Namespace) -> None:
-    from streams import services
+    from streams.tooling import services
 
     s = settings_mod.load()
     try:
@@ -51,7 +51,7 @@ def cmd_db(args: argparse.Namespace) -> None:
         _db_roles()
         return
     try:
-        applied = migrate(settings_mod.load())
+        applied = migrate(settings_mod.load().database)
     except DatabaseUnavailable as e:
         _fail(str(e), 1)
     print("applied: " + ", ".join(applied) if applied else "database schema is up to date")
@@ -83,7 +83,7 @@ def _db_roles() -> None:
         )
     try:
         s = settings_mod.load()
-        with connect(s, owner=True, autocommit=True) as conn:
+        with connect(s.database, owner=True, autocommit=True) as conn:
             created, notices = access.create_roles(conn, passwords, s.db_writer_role)
     except DatabaseUnavailable as e:
         _fail(str(e), 1)
@@ -96,7 +96,7 @@ def _db_roles() -> None:
 
 
 def cmd_topics(args: argparse.Namespace) -> None:
-    from streams.kafka_admin import KafkaUnavailable, ensure_topics
+    from streams.tooling.kafka_admin import KafkaUnavailable, ensure_topics
 
     try:
         created = ensure_topics(settings_mod.load())
@@ -118,15 +118,15 @@ def _parse_rate(text: str) -> float:
 def run_backfill(n: int, months: int, seed: int, progress: bool = True) -> int:
     from tqdm import tqdm
 
-    from streams.producer import make_producer, send_records
-    from streams.simulator import (
+    from schemas.topics import DEATH_SURVEYS, OFFICIAL_DEATHS, POPULATION, UNIT_EVENTS
+    from streams.tooling.producer import make_producer, send_records
+    from streams.tooling.simulator import (
         SurveyFactory,
         complete_months_before,
         official_deaths_records,
         population_records,
         unit_events_records,
     )
-    from streams.topics import DEATH_SURVEYS, OFFICIAL_DEATHS, POPULATION, UNIT_EVENTS
 
     s = settings_mod.load()
     now = datetime.now(UTC)
@@ -160,9 +160,9 @@ def run_live(rate: float, duration: float | None, seed: int, quiet: bool = False
 
     import orjson
 
-    from streams.producer import make_producer, raise_failed, record_key
-    from streams.simulator import SurveyFactory, live_id_prefix
-    from streams.topics import DEATH_SURVEYS
+    from schemas.topics import DEATH_SURVEYS
+    from streams.tooling.producer import make_producer, raise_failed, record_key
+    from streams.tooling.simulator import SurveyFactory, live_id_prefix
 
     s = settings_mod.load()
     producer = make_producer(s)
@@ -205,7 +205,7 @@ def run_live(rate: float, duration: float | None, seed: int, quiet: bool = False
 
 
 def cmd_simulate(args: argparse.Namespace) -> None:
-    from streams.kafka_admin import KafkaUnavailable, ensure_topics
+    from streams.tooling.kafka_admin import KafkaUnavailable, ensure_topics
 
     try:
         ensure_topics(settings_mod.load())
@@ -228,8 +228,8 @@ def preflight(s: settings_mod.Settings, migrated: bool = True) -> None:
     """Before the worker starts: topics exist, the database answers and (``migrated``) is
     migrated."""
     from processors.db import DatabaseUnavailable, pending_migrations
-    from streams.kafka_admin import KafkaUnavailable, ensure_topics
     from streams.kafka_clients import check_group_access
+    from streams.tooling.kafka_admin import KafkaUnavailable, ensure_topics
 
     try:
         ensure_topics(s)  # also: we may log in, see and create our topics
@@ -237,7 +237,7 @@ def preflight(s: settings_mod.Settings, migrated: bool = True) -> None:
     except KafkaUnavailable as e:
         _fail(str(e), 1)
     try:
-        pending = pending_migrations(s)
+        pending = pending_migrations(s.database)
     except DatabaseUnavailable as e:
         _fail(str(e), 1)
     if pending and migrated:
@@ -284,10 +284,10 @@ def cmd_bench(args: argparse.Namespace) -> None:
     import json
 
     from processors.db import DatabaseUnavailable
-    from streams.bench import bench_storage
+    from streams.tooling.bench import bench_storage
 
     if args.target == "screen":
-        from streams.bench_screen import bench_screen
+        from streams.tooling.bench_screen import bench_screen
 
         results = bench_screen(repeats=args.runs * 3, normal=args.surveys_screened)
         out = settings_mod.load().state_dir / "bench-screen.json"
@@ -296,7 +296,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
         print(f"[bench] written to {out}")
         return
     if args.target == "pipeline":
-        from streams.bench_pipeline import bench_pipeline, print_results
+        from streams.tooling.bench_pipeline import bench_pipeline, print_results
 
         s = settings_mod.load()
         preflight(s, migrated=False)  # the bench migrates a database of its own
@@ -340,8 +340,8 @@ def cmd_schemas(args: argparse.Namespace) -> None:
 
 def cmd_dlq(args: argparse.Namespace) -> None:
     from processors.validation import REASON_MEANINGS
-    from streams import dlq
-    from streams.kafka_admin import KafkaUnavailable
+    from streams.tooling import dlq
+    from streams.tooling.kafka_admin import KafkaUnavailable
 
     s = settings_mod.load()
     try:
@@ -421,7 +421,7 @@ def print_indicators() -> int:
     from processors.db import connect
     from processors.queries import current_region_values
 
-    with connect(settings_mod.load()) as conn:
+    with connect(settings_mod.load().database) as conn:
         rows = current_region_values(conn)
     print(format_indicator_table(rows), flush=True)
     return len(rows)
@@ -487,7 +487,7 @@ class DemoWorker:
     def _start(self) -> subprocess.Popen[bytes]:
         with self.log_path.open("ab") as log_file:
             return subprocess.Popen(
-                [sys.executable, "-m", "streams.cli", "worker"],
+                [sys.executable, "-m", "streams.tooling.cli", "worker"],
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
@@ -525,15 +525,15 @@ class DemoWorker:
 def cmd_demo(args: argparse.Namespace) -> None:
     """Services up, migrate, topics, worker, backfill, live stream, indicators until stopped."""
     from processors.db import migrate
-    from streams import services
-    from streams.kafka_admin import ensure_topics
+    from streams.tooling import services
+    from streams.tooling.kafka_admin import ensure_topics
 
     s = settings_mod.load()
     try:
         services.up(s)
     except services.ServiceError as e:
         _fail(str(e), 1)
-    migrate(s)
+    migrate(s.database)
     ensure_topics(s)
     log_path = s.state_dir / "worker.log"
     print(f"[demo] starting the worker (log: {log_path})", flush=True)

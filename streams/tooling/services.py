@@ -500,7 +500,7 @@ def _pg_bootstrap(bindir: Path, sock: Path, settings: Settings | None = None) ->
         from processors.db import connect
 
         _say(f"{cfg.LOCAL_DB_NAME}: the owner role now owns the schema; granting the writer")
-        with connect(settings, owner=True, autocommit=True) as conn:
+        with connect(settings.database, owner=True, autocommit=True) as conn:
             for notice in access.apply(conn, settings.db_writer_role):
                 _say(f"warning: {notice}")
 
@@ -698,7 +698,7 @@ def status(settings: Settings) -> dict[str, bool]:
     from processors.db import DatabaseUnavailable, connect
 
     try:
-        with connect(settings) as conn:
+        with connect(settings.database) as conn:
             conn.execute("SELECT 1")
         db_ok = True
     except DatabaseUnavailable:

@@ -18,10 +18,10 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
 from processors.validation import Reason
+from schemas.topics import DEAD_LETTER
 from streams import kafka_clients
-from streams.producer import make_producer
 from streams.settings import Settings
-from streams.topics import DEAD_LETTER
+from streams.tooling.producer import make_producer
 
 NOT_REPLAYABLE = {Reason.IDENTITY_NUMBER_IN_PAYLOAD.value}
 

@@ -36,10 +36,7 @@ import orjson
 import psycopg
 
 from processors.db import drop_database, migrate
-from streams import kafka_clients
-from streams.kafka_admin import delete_topics, ensure_topics
-from streams.settings import REPO_ROOT, Settings
-from streams.topics import (
+from schemas.topics import (
     CATALOGUE,
     DEAD_LETTER,
     DEATH_SURVEYS,
@@ -47,6 +44,9 @@ from streams.topics import (
     POPULATION,
     UNIT_EVENTS,
 )
+from streams import kafka_clients
+from streams.settings import REPO_ROOT, Settings
+from streams.tooling.kafka_admin import delete_topics, ensure_topics
 
 
 @dataclasses.dataclass
@@ -98,7 +98,7 @@ def _prepare(base: Settings) -> Run:
         # the committed offsets, which ticks in flight keep a few records short of the end.
         "PALLIWATCH_REEVALUATE_SECONDS": "5",
     }
-    migrate(s)
+    migrate(s.database)
     ensure_topics(s)
     return Run(s, env, db_name, base.owner_url)
 
@@ -217,8 +217,8 @@ def _quantile(q: float, before: list[tuple[float, float]], after: list[tuple[flo
 def bench_pipeline(
     base: Settings, surveys: int, months: int, live_seconds: float, rate: float, seed: int = 17
 ) -> dict[str, Any]:
-    from streams.producer import make_producer, send_records
-    from streams.simulator import (
+    from streams.tooling.producer import make_producer, send_records
+    from streams.tooling.simulator import (
         SurveyFactory,
         complete_months_before,
         official_deaths_records,
@@ -252,7 +252,7 @@ def bench_pipeline(
         log = log_path.open("ab")
         started = time.perf_counter()
         proc = subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "worker"],
+            [sys.executable, "-m", "streams.tooling.cli", "worker"],
             cwd=REPO_ROOT,
             env=run.env,
             stdout=log,
@@ -293,7 +293,7 @@ def bench_pipeline(
         print(f"[bench] backfill done: {throughput:,.0f} surveys/s ({backfill_s:.1f} s)")
 
         # Live phase: steady rate, submitted_at = now.
-        from streams.simulator import live_id_prefix
+        from streams.tooling.simulator import live_id_prefix
 
         latency_metrics = ("palliwatch_processing_latency_seconds",
                            "palliwatch_complete_latency_seconds")  # fmt: skip

@@ -8,10 +8,10 @@ from typing import Any
 import orjson
 from kafka import KafkaProducer
 
+from schemas.topics import TopicSpec
 from streams import kafka_clients
 from streams.kafka_clients import KafkaUnavailable
 from streams.settings import Settings
-from streams.topics import TopicSpec
 
 
 def make_producer(settings: Settings) -> KafkaProducer:

@@ -9,10 +9,10 @@ from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
+from schemas.topics import CATALOGUE, TopicSpec
 from streams import kafka_clients
 from streams.kafka_clients import KafkaUnavailable, require_reachable, unreachable_message
 from streams.settings import Settings
-from streams.topics import CATALOGUE, TopicSpec
 
 __all__ = ["KafkaUnavailable", "admin_client", "ensure_topics", "require_reachable",
            "unreachable_message"]  # fmt: skip
