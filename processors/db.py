@@ -11,14 +11,13 @@ import functools
 import hashlib
 import logging
 import re
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-from processors import access
+from processors import access, retry
 
 _MIGRATION_LOCK = 74_221_001  # arbitrary, constant: the advisory lock id for migrations
 _CONCURRENT_RETRIES = 5
@@ -211,20 +210,16 @@ def _migrate_locked(conn: psycopg.Connection, directory: Path, applied_now: list
     for path in migration_files(directory):
         sql = path.read_text(encoding="utf-8")
         digest = hashlib.sha256(sql.encode()).hexdigest()
-        for attempt in range(_CONCURRENT_RETRIES):
-            try:
-                _apply_one(conn, path, sql, digest, applied_now)
-                break
-            except psycopg.errors.InternalError_ as e:
-                # TimescaleDB's background jobs (a policy added by an earlier migration starts
-                # at once) update their aggregate's catalog rows without a lock the migration
-                # would wait for; a migration that drops or alters that aggregate at the same
-                # moment fails with "tuple concurrently updated" (or "deleted"). Its
-                # transaction rolled back whole: run it again.
-                if "tuple concurrently" not in str(e) or attempt + 1 == _CONCURRENT_RETRIES:
-                    raise
-                log.warning("migration %s met a background job; retrying", path.name)
-                time.sleep(0.2 * (attempt + 1))
+        # TimescaleDB's background jobs (a policy added by an earlier migration starts at once)
+        # update their aggregate's catalog rows without a lock the migration would wait for; a
+        # migration that drops or alters that aggregate at the same moment fails with "tuple
+        # concurrently updated" (or "deleted"). Its transaction rolled back whole: run it again.
+        retry.database_contention(
+            psycopg.errors.InternalError_,
+            attempts=_CONCURRENT_RETRIES,
+            step_s=0.2,
+            when=lambda e: "tuple concurrently" in str(e),
+        )(_apply_one, conn, path, sql, digest, applied_now)
 
 
 def _apply_one(
@@ -340,12 +335,15 @@ def drop_database(admin_url: str, db_name: str) -> None:
     """DROP ... WITH (FORCE), retried: an autovacuum worker on the database, or the backend of
     a client that has just exited (superuser or another role's backends, which the writer role
     may not terminate), can be in the way for a moment."""
-    for attempt in range(20):
-        try:
-            with psycopg.connect(admin_url, autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
-            return
-        except (psycopg.errors.InsufficientPrivilege, psycopg.errors.ObjectInUse):
-            if attempt == 19:
-                raise
-            time.sleep(0.5)
+
+    def drop() -> None:
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
+
+    retry.database_contention(
+        psycopg.errors.InsufficientPrivilege,
+        psycopg.errors.ObjectInUse,
+        attempts=20,
+        step_s=0.1,
+        when=lambda e: True,
+    )(drop)

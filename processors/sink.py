@@ -19,8 +19,9 @@ from dataclasses import dataclass
 from datetime import date, datetime
 
 import psycopg
+from tenacity import RetryCallState
 
-from processors import metrics
+from processors import metrics, retry
 from processors.core import IndicatorValue
 from processors.db import DatabaseTLSError, redact_url, tls_problem
 from schemas.identity import redact
@@ -188,6 +189,14 @@ TIMESCALE_DECOMPRESSION_LIMIT = "timescaledb.max_tuples_decompressed_per_dml_tra
 #   the offending records become dead letters (write_records);
 # - anything else is a bug or a broken schema (ProgrammingError...): raised, and the worker
 #   stops (streams/failures.py).
+# What a retry may cure: the database down, busy or failing over (processors/retry.py).
+RETRIED_KINDS = frozenset({"timeout", "read_only", "outage"})
+
+
+def transient(exc: BaseException) -> bool:
+    return isinstance(exc, psycopg.Error) and error_kind(exc) in RETRIED_KINDS
+
+
 def error_kind(exc: BaseException) -> str:
     if isinstance(exc, psycopg.errors.QueryCanceled):
         return "timeout"
@@ -298,60 +307,76 @@ class Sink:
         return rejected
 
     async def _write(self, work: list[tuple[UpsertSpec, list[Sequence[object]]]]) -> None:
-        backoff = 0.5
         started = time.perf_counter()
-        while True:
-            try:
-                conn = await self._connection()
-                async with conn.transaction():
-                    for spec, rows in work:
-                        await copy_upsert(conn, spec, rows)
-                metrics.SINK_STALLED.set(0)
-                metrics.SINK_LAST_SUCCESS.set_to_current_time()
-                metrics.SINK_SECONDS.observe(time.perf_counter() - started)
-                for spec, rows in work:
-                    metrics.ROWS_WRITTEN.labels(spec.table).inc(len(rows))
-                return
-            except psycopg.Error as e:
-                kind = error_kind(e)
-                metrics.DATABASE_ERRORS.labels(kind).inc()
-                if kind == "rejected":
-                    detail = e.diag.message_primary or str(e)
-                    raise RowsRejected(
-                        f"{type(e).__name__} ({e.sqlstate}): {redact(detail)[:300]}"
-                    ) from e
-                if kind == "fatal":
+        policy = retry.database_outage(
+            transient=transient,
+            give_up_after_s=self._give_up_after_s,
+            max_backoff_s=self._max_backoff_s,
+            before_sleep=self._before_retry,
+        )
+        try:
+            async for attempt in policy:
+                with attempt:
+                    await self._write_once(work)
+        except psycopg.Error as e:
+            if not transient(e):
+                refusal = self._refusal(e)
+                if refusal is e:
                     raise
-                if kind == "limit":
-                    raise DatabaseLimitExceeded(
-                        f"database at {redact_url(self._url)} refused the write: "
-                        f"{redact(e.diag.message_primary or str(e))[:300]} (SQLSTATE 53400). "
-                        "Retrying cannot help: raise the setting the message names for the "
-                        "worker's role or database (e.g. temp_file_limit; TimescaleDB's "
-                        f"{TIMESCALE_DECOMPRESSION_LIMIT} the sink already sets to 0, no "
-                        "limit, for its own session), then restart the worker"
-                    ) from e
-                waited = time.perf_counter() - started
-                if waited >= self._give_up_after_s:
-                    raise DatabaseGaveUp(
-                        f"database at {redact_url(self._url)} unavailable for {waited:.0f} s "
-                        f"({type(e).__name__}); check PostgreSQL (`palliwatch services status`)"
-                    ) from e
-                metrics.SINK_RETRIES.inc()
-                metrics.SINK_STALLED.set(1)
-                log.error(
-                    "database write failed at %s (%s, %s); retrying in %.1fs - check that "
-                    "PostgreSQL is up and writable (`palliwatch services status`)",
-                    redact_url(self._url),
-                    kind,
-                    e.__class__.__name__,
-                    backoff,
-                )
-                if self._conn is not None:
-                    await self._conn.close()
-                    self._conn = None
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, self._max_backoff_s)
+                raise refusal from e
+            waited = time.perf_counter() - started
+            raise DatabaseGaveUp(
+                f"database at {redact_url(self._url)} unavailable for {waited:.0f} s "
+                f"({type(e).__name__}); check PostgreSQL (`palliwatch services status`)"
+            ) from e
+        metrics.SINK_STALLED.set(0)
+        metrics.SINK_LAST_SUCCESS.set_to_current_time()
+        metrics.SINK_SECONDS.observe(time.perf_counter() - started)
+        for spec, rows in work:
+            metrics.ROWS_WRITTEN.labels(spec.table).inc(len(rows))
+
+    async def _write_once(self, work: list[tuple[UpsertSpec, list[Sequence[object]]]]) -> None:
+        try:
+            conn = await self._connection()
+            async with conn.transaction():
+                for spec, rows in work:
+                    await copy_upsert(conn, spec, rows)
+        except psycopg.Error as e:
+            metrics.DATABASE_ERRORS.labels(error_kind(e)).inc()
+            raise
+
+    def _refusal(self, e: psycopg.Error) -> BaseException:
+        """The error to raise for a failure retrying cannot help."""
+        kind = error_kind(e)
+        if kind == "rejected":
+            detail = e.diag.message_primary or str(e)
+            return RowsRejected(f"{type(e).__name__} ({e.sqlstate}): {redact(detail)[:300]}")
+        if kind == "limit":
+            return DatabaseLimitExceeded(
+                f"database at {redact_url(self._url)} refused the write: "
+                f"{redact(e.diag.message_primary or str(e))[:300]} (SQLSTATE 53400). "
+                "Retrying cannot help: raise the setting the message names for the "
+                "worker's role or database (e.g. temp_file_limit; TimescaleDB's "
+                f"{TIMESCALE_DECOMPRESSION_LIMIT} the sink already sets to 0, no "
+                "limit, for its own session), then restart the worker"
+            )
+        return e  # fatal: as it is
+
+    async def _before_retry(self, state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        metrics.SINK_RETRIES.inc()
+        metrics.SINK_STALLED.set(1)
+        log.error(
+            "database write failed at %s (%s, %s); retrying in %.1fs - check that "
+            "PostgreSQL is up and writable (`palliwatch services status`)",
+            redact_url(self._url),
+            error_kind(error) if error is not None else "?",
+            type(error).__name__,
+            state.upcoming_sleep,
+        )
+        if self._conn is not None:
+            await self._conn.close()
+            self._conn = None
 
     async def close(self) -> None:
         if self._conn is not None:

@@ -13,13 +13,13 @@ import contextlib
 import logging
 import socket
 import ssl
-import time
 from collections.abc import Iterator
 from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka import errors as kerrors
 
+from processors import retry
 from streams.settings import KafkaSecurity, Settings
 
 
@@ -196,18 +196,10 @@ def check_group_access(settings: Settings, group: str) -> None:
     """The worker's consumer group may be used (Describe, implied by Read): without it the
     worker would start and then fail deep inside its consumer."""
     client = admin(settings)
-    deadline = time.monotonic() + 60
     try:
-        while True:
-            try:
-                client.describe_groups([group])
-                return
-            except kerrors.KafkaError as e:
-                # A new cluster has no group coordinator until its offsets topic exists.
-                if getattr(e, "retriable", False) and time.monotonic() < deadline:
-                    time.sleep(1)
-                    continue
-                raise KafkaUnavailable(explain(e, settings, group)) from e
+        retry.broker_not_ready()(client.describe_groups, [group])
+    except kerrors.KafkaError as e:
+        raise KafkaUnavailable(explain(e, settings, group)) from e
     finally:
         client.close()
 

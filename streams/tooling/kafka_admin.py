@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
-import time
 
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
+from processors import retry
 from schemas.topics import CATALOGUE, TopicSpec
 from streams import kafka_clients
 from streams.kafka_clients import KafkaUnavailable, require_reachable, unreachable_message
@@ -56,12 +56,9 @@ def ensure_topics(settings: Settings) -> list[str]:
         # A new topic reaches the broker's metadata a moment after creation; wait for it so the
         # caller's producers and consumers find every topic.
         names = {settings.topic(t) for t in CATALOGUE}
-        deadline = time.monotonic() + 30
-        while not names <= set(admin.list_topics()):
-            if time.monotonic() > deadline:
-                missing = sorted(names - set(admin.list_topics()))
-                raise KafkaUnavailable(f"topics not visible 30 s after creation: {missing}")
-            time.sleep(0.2)
+        if not retry.wait_until(lambda: names <= set(admin.list_topics()), 30, 0.2):
+            missing = sorted(names - set(admin.list_topics()))
+            raise KafkaUnavailable(f"topics not visible 30 s after creation: {missing}")
         return created
     finally:
         admin.close()

@@ -16,13 +16,13 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from processors import retry
 from schemas.audiences import AUDIT_ROLE, EXACT_GROUP, exact_roles
 from streams import settings as cfg
 from streams.settings import REPO_ROOT, Settings
@@ -213,14 +213,15 @@ def kafka_up(settings: Settings, timeout_s: float = 90.0) -> None:
             start_new_session=True,  # survives the CLI; stopped by `services down`
         )
     paths.pid.write_text(str(proc_k.pid))
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+
+    def ready() -> bool:
         if proc_k.poll() is not None:
             raise ServiceError(f"Kafka exited with {proc_k.returncode}:\n{_tail(paths.log)}")
-        if port_open("127.0.0.1", port) and _kafka_answers(settings):
-            _say("Kafka is ready")
-            return
-        time.sleep(0.5)
+        return port_open("127.0.0.1", port) and _kafka_answers(settings)
+
+    if retry.wait_until(ready, timeout_s, 0.5):
+        _say("Kafka is ready")
+        return
     raise ServiceError(f"Kafka did not become ready in {timeout_s:.0f}s:\n{_tail(paths.log)}")
 
 
@@ -248,10 +249,7 @@ def _stop_pid(pid_file: Path, name: str, timeout_s: float = 30.0) -> None:
         return
     _say(f"stopping {name} (pid {pid}) ...")
     os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and _pid_alive(pid_file):
-        time.sleep(0.3)
-    if _pid_alive(pid_file):
+    if not retry.wait_until(lambda: _pid_alive(pid_file) is None, timeout_s, 0.3):
         os.kill(pid, signal.SIGKILL)
     pid_file.unlink(missing_ok=True)
     _say(f"{name} stopped")
@@ -631,13 +629,14 @@ def start_prometheus(
             stderr=subprocess.STDOUT,
             start_new_session=True,  # survives the CLI; stopped by `services down`
         )
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+
+    def ready() -> bool:
         if proc.poll() is not None:
             raise ServiceError(f"Prometheus exited with {proc.returncode}:\n{_tail(log_path)}")
-        if prometheus_ready(port):
-            return proc
-        time.sleep(0.3)
+        return prometheus_ready(port)
+
+    if retry.wait_until(ready, timeout_s, 0.3):
+        return proc
     proc.kill()
     proc.wait()
     raise ServiceError(f"Prometheus did not become ready in {timeout_s:.0f}s:\n{_tail(log_path)}")
