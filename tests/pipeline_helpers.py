@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import hashlib
-import urllib.request
 from typing import Any
 
 import orjson
 from kafka import TopicPartition
-from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
 from schemas.topics import DEAD_LETTER
 from streams import kafka_clients
 from streams.settings import Settings
+from streams.tooling.scrape import scrape
 
 
 def read_topic(settings: Settings, topic: str) -> list[Any]:
@@ -54,25 +53,16 @@ def dead_letters(settings: Settings) -> list[dict[str, Any]]:
     return [orjson.loads(r.value) for r in read_topic(settings, settings.topic(DEAD_LETTER))]
 
 
-def metric_samples(settings: Settings) -> list[Sample] | None:
-    """Every sample the worker's /metrics serves (prometheus_client's parser); None while the
-    worker does not answer."""
-    try:
-        with urllib.request.urlopen(
-            f"http://127.0.0.1:{settings.web_port}/metrics", timeout=2
-        ) as r:
-            text = r.read().decode()
-    except OSError:
-        return None
-    return [s for family in text_string_to_metric_families(text) for s in family.samples]
+def metric_samples(settings: Settings) -> tuple[Sample, ...] | None:
+    """Every sample the worker's /metrics serves; None while the worker does not answer."""
+    scraped = scrape(settings.web_port)
+    return None if scraped is None else scraped.samples
 
 
 def metric(settings: Settings, name: str) -> float:
     """Sum of a Prometheus counter (all label sets) from the worker's /metrics."""
-    samples = metric_samples(settings)
-    if samples is None:
-        return -1.0
-    return sum(s.value for s in samples if s.name == name)
+    scraped = scrape(settings.web_port)
+    return -1.0 if scraped is None else scraped.total(name)
 
 
 def person(tag: str) -> str:

@@ -26,7 +26,6 @@ import os
 import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -47,6 +46,7 @@ from schemas.topics import (
 from streams import kafka_clients
 from streams.settings import REPO_ROOT, Settings
 from streams.tooling.kafka_admin import delete_topics, ensure_topics
+from streams.tooling.scrape import Scrape, scrape
 
 
 @dataclasses.dataclass
@@ -108,22 +108,8 @@ def _cleanup(run: Run) -> None:
     drop_database(run.admin_url, run.db_name)
 
 
-def _metrics(port: int) -> dict[str, float]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
-            text = r.read().decode()
-    except OSError:
-        return {}
-    out: dict[str, float] = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            out[name] = float(value)
-    return out
-
-
-def _sum(m: dict[str, float], prefix: str) -> float:
-    return sum(v for k, v in m.items() if k.startswith(prefix))
+def _metrics(port: int) -> Scrape:
+    return scrape(port) or Scrape(())
 
 
 def _rss_kib(pid: int, field: str) -> int:
@@ -183,17 +169,6 @@ async def _raw_consume_rate(s: Settings, topic: str, expected: int) -> tuple[flo
         return n / (time.perf_counter() - started), n
     finally:
         await consumer.stop()
-
-
-def _histogram(m: dict[str, float], name: str, labels: str = "") -> list[tuple[float, float]]:
-    """Cumulative (upper bound, count) pairs of a Prometheus histogram (``labels``: one of the
-    series' other labels as exported, e.g. ``pass="headline"``)."""
-    out = []
-    for k, v in m.items():
-        if k.startswith(name + "_bucket{") and labels in k:
-            le = k.split('le="', 1)[1].split('"', 1)[0]
-            out.append((float("inf") if le == "+Inf" else float(le), v))
-    return sorted(out)
 
 
 def _quantile(q: float, before: list[tuple[float, float]], after: list[tuple[float, float]]):
@@ -263,25 +238,24 @@ def bench_pipeline(
         # The valid surveys are not read back: the stage that admits them forwards them there.
         unread = {s.topic(DEATH_SURVEYS.valid), s.topic(DEAD_LETTER)}
         inputs = [t for t in inputs if t not in unread]
-        survey_label = 'palliwatch_records_consumed_total{topic="registry.death-surveys.v1"}'
         last_print = 0.0
         while True:
             time.sleep(0.5)
             if proc.poll() is not None:
                 raise RuntimeError(f"the worker exited with {proc.returncode}; see {log_path}")
             m = _metrics(s.web_port)
-            consumed = m.get(survey_label, 0.0)
+            consumed = m.total("palliwatch_records_consumed_total", topic=DEATH_SURVEYS.name)
             if first_at is None and consumed > 0:
                 first_at = time.perf_counter()
             if time.perf_counter() - last_print > 10:
                 last_print = time.perf_counter()
                 print(
                     f"[bench] {time.perf_counter() - started:6.0f}s consumed {consumed:,.0f}"
-                    f" rows {m.get('palliwatch_indicator_rows_written_total', 0.0):,.0f}"
+                    f" rows {m.total('palliwatch_indicator_rows_written_total'):,.0f}"
                     f" rss {_rss_kib(proc.pid, 'VmRSS') / 1024:,.0f} MiB",
                     flush=True,
                 )
-            idle = m.get("palliwatch_evaluation_pending_scopes", 1.0) == 0
+            idle = m.value("palliwatch_evaluation_pending_scopes", 1.0) == 0
             # Contract topics are compacted: once the broker has cleaned a segment, a survey's
             # superseded revisions are gone. The worker can only read what the raw consumer read.
             if consumed >= read and idle and _group_done(s, inputs):
@@ -298,9 +272,8 @@ def bench_pipeline(
         latency_metrics = ("palliwatch_processing_latency_seconds",
                            "palliwatch_complete_latency_seconds")  # fmt: skip
         m = _metrics(s.web_port)
-        before = {name: _histogram(m, name) for name in latency_metrics}
-        passes = ("palliwatch_evaluation_seconds", 'pass="headline"')
-        passes_before = _histogram(m, *passes)
+        before = {name: m.histogram(name) for name in latency_metrics}
+        passes_before = m.histogram("palliwatch_evaluation_seconds", **{"pass": "headline"})
         factory = SurveyFactory(seed=seed + 1, id_prefix=live_id_prefix(time.time()))
         live_sent = 0
         t_start = time.perf_counter()
@@ -318,8 +291,10 @@ def bench_pipeline(
             time.sleep(0.01)
         time.sleep(5)  # the last ones through
         m = _metrics(s.web_port)
-        after = {name: _histogram(m, name) for name in latency_metrics}
-        headline_pass = _quantile(0.5, passes_before, _histogram(m, *passes))
+        after = {name: m.histogram(name) for name in latency_metrics}
+        headline_pass = _quantile(
+            0.5, passes_before, m.histogram("palliwatch_evaluation_seconds", **{"pass": "headline"})
+        )
         quantiles = {
             (name, q): _quantile(q, before[name], after[name])
             for name in latency_metrics

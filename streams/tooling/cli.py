@@ -439,16 +439,18 @@ def cmd_indicators(args: argparse.Namespace) -> None:
 # ---- demo ----------------------------------------------------------------------------------
 
 
-def _worker_metric(port: int, prefix: str) -> float:
-    import urllib.request
+def _worker_accounted(port: int) -> float:
+    """Survey records the worker has settled: valid, stale or dead letters."""
+    from schemas.topics import DEATH_SURVEYS
+    from streams.tooling.scrape import scrape
 
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
-            text = r.read().decode()
-    except OSError:
+    m = scrape(port)
+    if m is None:
         return 0.0
-    return sum(
-        float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix)
+    return (
+        m.total("palliwatch_valid_total", topic=DEATH_SURVEYS.name)
+        + m.total("palliwatch_stale_revisions_total")
+        + m.total("palliwatch_dead_letters_total", topic=DEATH_SURVEYS.name)
     )
 
 
@@ -456,17 +458,12 @@ def wait_for_worker(s: settings_mod.Settings, sent: int, worker: Any, log_path: 
     """Show the worker working through the backfill; return when every record is accounted for."""
     from tqdm import tqdm
 
-    survey_topic = 'topic="registry.death-surveys.v1"'
     with tqdm(total=sent, unit="record", desc="worker", mininterval=1.0) as bar:
         done = 0.0
         while done < sent:
             if worker.poll() is not None:
                 _fail(f"the worker exited with {worker.returncode}; see {log_path}", 1)
-            done = (
-                _worker_metric(s.web_port, f"palliwatch_valid_total{{{survey_topic}}}")
-                + _worker_metric(s.web_port, "palliwatch_stale_revisions_total ")
-                + _worker_metric(s.web_port, "palliwatch_dead_letters_total{reason")
-            )
+            done = _worker_accounted(s.web_port)
             bar.update(max(0, int(done) - bar.n))
             time.sleep(1)
     time.sleep(3)  # the last aggregation batch
