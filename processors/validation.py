@@ -37,6 +37,7 @@ from typing import Any, TypeVar
 import orjson
 from pydantic import BaseModel, ValidationError
 
+from processors.catalogue import default_catalogue
 from schemas.identity import (
     EXPONENT_NUMBER,
     JSON_STRING,
@@ -66,10 +67,11 @@ MAX_KEPT_PAYLOAD_CHARS = 64 * 1024
 MAX_DEPTH = 16
 MAX_CONTAINERS = 1000
 # Registration is allowed up to 6 months after the death, and a registration may be corrected
-# for 10 days after it (Svenska palliativregistret). Validation is stateless and cannot see when
-# revision 1 came, so later revisions get the window plus the correction period.
-REGISTRATION_WINDOW = timedelta(days=183)
-CORRECTION_PERIOD = timedelta(days=10)
+# for some days after it (Svenska palliativregistret; both in processors/catalogue.toml).
+# Validation is stateless and cannot see when revision 1 came, so later revisions get the
+# window plus the correction period.
+REGISTRATION_WINDOW = timedelta(days=default_catalogue().registration_window_days)
+CORRECTION_PERIOD = timedelta(days=default_catalogue().correction_days)
 # How far a submitted_at may lie ahead of the worker's clock (clocks of registry and worker
 # differ a little); further is a dead letter. PALLIWATCH_CLOCK_SKEW_SECONDS overrides it.
 DEFAULT_CLOCK_SKEW = timedelta(minutes=10)
@@ -126,8 +128,9 @@ REASON_MEANINGS: dict[Reason, str] = {
         "(10 minutes unless PALLIWATCH_CLOCK_SKEW_SECONDS says otherwise)"
     ),
     Reason.OUTSIDE_REGISTRATION_WINDOW: (
-        "submitted more than 183 days after the death (193 for a later revision: corrections "
-        "are allowed for 10 days after registration)"
+        f"submitted more than {REGISTRATION_WINDOW.days} days after the death "
+        f"({(REGISTRATION_WINDOW + CORRECTION_PERIOD).days} for a later revision: corrections "
+        f"are allowed for {CORRECTION_PERIOD.days} days after registration)"
     ),
     Reason.KEY_MISMATCH: "the record key is not the key the contract derives from the value",
     Reason.DUPLICATE_PERSON: "another active survey_id already exists for this person_ref",

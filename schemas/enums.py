@@ -28,12 +28,6 @@ CareSetting = Literal[
 ]
 PresentAtDeath = Literal["relative", "staff", "both", "none"]
 
-# Care settings run by specialised palliative units: a death reported from one of them counts as
-# having received specialised palliative care (domain.md, "Need for specialised palliative care").
-SPECIALISED_CARE_SETTINGS: frozenset[str] = frozenset(
-    {"specialised_home_care", "specialised_inpatient"}
-)
-
 UnitEventKind = Literal["upsert", "closed"]
 UnitKind = Literal[
     "specialised_home_care",

@@ -18,11 +18,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, get_args
 
+from processors.catalogue import default_catalogue
 from processors.core import add_months, month_first_day, month_last_day
 from schemas.codes import municipalities_by_region, regions
 from schemas.enums import DiagnosisGroup, PlaceOfDeath
 
-REGISTRATION_WINDOW_DAYS = 183
+REGISTRATION_WINDOW_DAYS = default_catalogue().registration_window_days
 CORRECTION_SHARE = 0.03
 WITHDRAWAL_SHARE = 0.005
 
