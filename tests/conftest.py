@@ -25,11 +25,10 @@ import psycopg
 import pytest
 
 from processors.db import drop_database, migrate
-from schemas.topics import CATALOGUE
 from streams import settings as settings_mod
 from streams.settings import REPO_ROOT, Settings
 from streams.tooling import services
-from streams.tooling.kafka_admin import delete_topics, ensure_topics
+from streams.tooling.kafka_admin import delete_run_topics, ensure_topics
 from tests.keys import TEST_CELL_KEY_SECRET
 
 TEST_AS_OF = datetime.now(UTC).date()
@@ -104,7 +103,7 @@ def isolated(local_stack: Settings, request: pytest.FixtureRequest) -> Iterator[
     try:
         yield Isolated(s, env, db_name)
     finally:
-        delete_topics(s, [s.topic(t) for t in CATALOGUE])
+        delete_run_topics(s)
         drop_database(admin_url, db_name)
 
 

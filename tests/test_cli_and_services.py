@@ -23,7 +23,7 @@ from schemas.topics import CATALOGUE, DEATH_SURVEYS, SCOPE_DELTAS
 from streams.settings import MIGRATIONS_DIR, REPO_ROOT, Settings, in_database
 from streams.tooling import services
 from streams.tooling.cli import format_indicator_table
-from streams.tooling.kafka_admin import delete_topics
+from streams.tooling.kafka_admin import delete_run_topics
 from tests.conftest import Isolated
 
 
@@ -247,7 +247,7 @@ def test_worker_refuses_an_unmigrated_database(local_stack: Settings, tmp_path: 
         assert "run `palliwatch db migrate`" in r.stderr
     finally:
         ns = dataclasses.replace(local_stack, topic_namespace=namespace)
-        delete_topics(ns, [ns.topic(t) for t in CATALOGUE])
+        delete_run_topics(ns)
         with psycopg.connect(local_stack.owner_url, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
 

@@ -45,7 +45,7 @@ from schemas.topics import (
 )
 from streams import kafka_clients
 from streams.settings import REPO_ROOT, Settings
-from streams.tooling.kafka_admin import delete_topics, ensure_topics
+from streams.tooling.kafka_admin import delete_run_topics, ensure_topics
 from streams.tooling.scrape import Scrape, scrape
 
 
@@ -104,7 +104,7 @@ def _prepare(base: Settings) -> Run:
 
 
 def _cleanup(run: Run) -> None:
-    delete_topics(run.settings, [run.settings.topic(t) for t in CATALOGUE])
+    delete_run_topics(run.settings)
     drop_database(run.admin_url, run.db_name)
 
 

@@ -71,6 +71,29 @@ def _list_topics(admin: KafkaAdminClient, settings: Settings) -> set[str]:
         raise KafkaUnavailable(kafka_clients.explain(e, settings)) from e
 
 
+def run_topics(settings: Settings, existing: set[str]) -> list[str]:
+    """Of ``existing``, the topics a run with these settings made: its catalogue topics, and
+    what Faust made for its app id (changelogs, the assignor's topic; also of app ids that
+    extend it, such as ``<app id>-next``). Only for a run with a topic namespace of its own:
+    without one these are the deployment's topics."""
+    if not settings.topic_namespace:
+        raise ValueError("run_topics: these settings have no topic namespace of their own")
+    mine = {settings.topic(t) for t in CATALOGUE}
+    prefixes = (f"{settings.app_id}-", f"{settings.topic_namespace}.")
+    return sorted(n for n in existing if n in mine or n.startswith(prefixes))
+
+
+def delete_run_topics(settings: Settings) -> None:
+    """Delete what a test or bench run left on the broker (``run_topics``)."""
+    admin = admin_client(settings)
+    try:
+        doomed = run_topics(settings, set(admin.list_topics()))
+        if doomed:
+            admin.delete_topics(doomed)
+    finally:
+        admin.close()
+
+
 def delete_topics(settings: Settings, names: list[str]) -> None:
     admin = admin_client(settings)
     try:
