@@ -31,6 +31,32 @@ def _ts(d: date, hour: int = 10) -> str:
     return datetime.combine(d, time(hour, 0), UTC).isoformat().replace("+00:00", "Z")
 
 
+def survey_head(sid: str, revision: int, submitted: date) -> dict[str, Any]:
+    """The fields every generated survey revision opens with."""
+    return {
+        "schema_version": 1,
+        "survey_id": sid,
+        "revision": revision,
+        "status": "active",
+        "submitted_at": _ts(submitted),
+    }
+
+
+def random_answers(
+    rng: random.Random, expected_share: float, missing: float, yes: float
+) -> tuple[bool, dict[str, Any]]:
+    """(expected_death, measures): an expected death answers every measure, each unanswered
+    with probability ``missing`` and else yes below ``yes``."""
+    expected = rng.random() < expected_share
+    measures: dict[str, Any] = {}
+    if expected:
+        for m in MEASURES:
+            r = rng.random()
+            measures[m] = None if r < missing else r < yes
+        measures["present_at_death"] = rng.choice(["relative", "staff", "both", "none", None])
+    return expected, measures
+
+
 @dataclass
 class History:
     surveys: list[dict[str, Any]] = field(default_factory=list)  # arrival order
@@ -53,19 +79,9 @@ def random_history(
 
     def body(sid: str, person: str, revision: int, submitted: date, death: date) -> dict[str, Any]:
         region = rng.choice(regions)
-        expected = rng.random() < 0.7
-        measures: dict[str, Any] = {}
-        if expected:
-            for m in MEASURES:
-                r = rng.random()
-                measures[m] = None if r < 0.08 else r < 0.85
-            measures["present_at_death"] = rng.choice(["relative", "staff", "both", "none", None])
+        expected, measures = random_answers(rng, 0.7, missing=0.08, yes=0.85)
         return {
-            "schema_version": 1,
-            "survey_id": sid,
-            "revision": revision,
-            "status": "active",
-            "submitted_at": _ts(submitted),
+            **survey_head(sid, revision, submitted),
             "unit_id": f"unit-{region}-001",
             "region_code": region,
             "municipality_code": rng.choice(munis[region]),

@@ -34,7 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
-from typing import Any, get_args
+from typing import Any
 
 import psycopg
 import pytest
@@ -42,8 +42,7 @@ import pytest
 from processors.catalogue import ROLLING_DAYS, TOTAL, Catalogue, default_catalogue
 from processors.core import IndicatorValue
 from schemas.codes import municipalities_by_region
-from schemas.enums import CareSetting, DiagnosisGroup, PlaceOfDeath
-from schemas.models import DeathSurvey, Measures
+from schemas.models import DeathSurvey
 from schemas.topics import DEATH_SURVEYS, OFFICIAL_DEATHS
 from streams import settings as cfg
 from streams.settings import Settings
@@ -61,7 +60,7 @@ from tests.attacker import (
     read_public,
 )
 from tests.conftest import TEST_AS_OF, Isolated, WorkerProcess, wait_for
-from tests.histories import History
+from tests.histories import DIAGNOSES, PLACES, SETTINGS, History, random_answers, survey_head
 from tests.oracle_compare import db_rows, differences, oracle_of
 
 # The best guesses of counts 1-4 may be right at most this often. Measured: a guess without
@@ -80,17 +79,8 @@ N_SURVEYS = 420
 DAYS_OF_DEATHS = 150  # the deaths: the 150 days before as_of (about five months)
 REGION_WEIGHTS = {"09": 0.22, "10": 0.42, "23": 0.36}
 
-MEASURES = tuple(f for f in Measures.model_fields if f != "present_at_death")
-PLACES: tuple[str, ...] = get_args(PlaceOfDeath)
-SETTINGS: tuple[str, ...] = get_args(CareSetting)
-DIAGNOSES: tuple[str, ...] = get_args(DiagnosisGroup)
-
 
 # ---- the history --------------------------------------------------------------------------
-
-
-def _ts(d: date, hour: int = 10) -> str:
-    return datetime.combine(d, dtime(hour, 0), UTC).isoformat().replace("+00:00", "Z")
 
 
 def small_cells_history(seed: int = SEED, as_of: date = TEST_AS_OF) -> History:
@@ -106,19 +96,9 @@ def small_cells_history(seed: int = SEED, as_of: date = TEST_AS_OF) -> History:
 
     def body(sid: str, person: str, revision: int, submitted: date, death: date,
              region: str, muni: str) -> dict[str, Any]:  # fmt: skip
-        expected = rng.random() < 0.75
-        measures: dict[str, Any] = {}
-        if expected:
-            for m in MEASURES:
-                r = rng.random()
-                measures[m] = None if r < 0.06 else r < 0.8
-            measures["present_at_death"] = rng.choice(["relative", "staff", "both", "none", None])
+        expected, measures = random_answers(rng, 0.75, missing=0.06, yes=0.8)
         return {
-            "schema_version": 1,
-            "survey_id": sid,
-            "revision": revision,
-            "status": "active",
-            "submitted_at": _ts(submitted),
+            **survey_head(sid, revision, submitted),
             "unit_id": f"unit-{region}-{rng.randint(1, 3)}",
             "region_code": region,
             "municipality_code": muni,

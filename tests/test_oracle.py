@@ -16,6 +16,7 @@ from processors.core import IndicatorValue
 from processors.oracle import oracle
 from schemas.models import DeathSurvey, OfficialDeaths, Population, UnitEvent
 from tests.keys import KEYS
+from tests.pipeline_helpers import survey as pipeline_survey
 
 AS_OF = date(2026, 11, 23)  # as_of − 193 days = 2026-05-14; − 183 days = 2026-05-24
 Rows = dict[tuple[str, str, str, str, str, date], IndicatorValue]
@@ -36,28 +37,18 @@ def survey(
     muni: str = "0980",
     **overrides: Any,
 ) -> DeathSurvey:
-    record: dict[str, Any] = {
-        "schema_version": 1,
-        "survey_id": sid,
-        "revision": revision,
-        "status": status,
-        "submitted_at": f"{submitted or death}T10:00:00Z",
-        "unit_id": "unit-1",
-        "region_code": region,
-        "municipality_code": muni,
-        "person_ref": person(sid),
-        "date_of_death": death,
-        "sex": "male",
-        "age_years": 77,
-        "ses_quintile": None,
-        "diagnosis_group": "copd",
-        "expected_death": False,
-        "place_of_death": "hospital",
-        "care_setting": "hospital_ward",
-        "palliative_consult": False,
-        "measures": {},
-    }
-    record.update(overrides)
+    record = pipeline_survey(
+        sid,
+        person(sid),
+        revision,
+        status,
+        submitted_at=f"{submitted or death}T10:00:00Z",
+        unit_id="unit-1",
+        region_code=region,
+        municipality_code=muni,
+        date_of_death=death,
+        **overrides,
+    )
     return DeathSurvey.model_validate(record)
 
 
