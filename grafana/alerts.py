@@ -29,7 +29,8 @@ from processors.catalogue import Catalogue, default_catalogue
 
 from .dashboards import REGION_UID, SILENCE_DAYS
 from .orgs import national
-from .panels import JSON, PROM
+from .panels import JSON, PROM, SqlQuery, encode
+from .panels import ref as datasource_ref
 
 FOLDER_UID = "palliwatch"
 FOLDER_TITLE = "palliwatch"
@@ -165,16 +166,7 @@ def _sql_query(ref: str, rule: SqlRule, column: str) -> JSON:
         "queryType": "",
         "relativeTimeRange": {"from": 600, "to": 0},
         "datasourceUid": ds["uid"],
-        "model": {
-            "refId": ref,
-            "datasource": ds,
-            "editorMode": "code",
-            "format": "table",
-            "rawQuery": True,
-            "rawSql": raw,
-            "intervalMs": 1000,
-            "maxDataPoints": 43200,
-        },
+        "model": encode(SqlQuery(raw, datasource_ref(ds), "table", ref, 1000, 43200)),
     }
 
 
@@ -222,17 +214,13 @@ def sql_rule(rule: SqlRule, base_url: str) -> JSON:
         _reduce("T", "QT"),
         _threshold("C", "B", "gt", 0),
     ]
-    return {
-        "uid": rule.uid,
-        "title": rule.title,
-        "condition": "C",
-        "data": data,
-        "noDataState": "OK",
-        "execErrState": "Error",
-        "for": rule.pending,
-        "isPaused": False,
-        "labels": {"team": rule.team, "palliwatch": "true"},
-        "annotations": {
+    return _rule(
+        rule.uid,
+        rule.title,
+        data,
+        rule.pending,
+        labels={"team": rule.team, "palliwatch": "true"},
+        annotations={
             "summary": rule.summary,
             "description": rule.description,
             "value": "{{ $values.V.Value }}",
@@ -240,6 +228,30 @@ def sql_rule(rule: SqlRule, base_url: str) -> JSON:
             "drilldown": _drilldown(base_url),
             "__dashboardUid__": REGION_UID,
         },
+    )
+
+
+def _rule(
+    uid: str,
+    title: str,
+    data: list[JSON],
+    pending: str,
+    *,
+    labels: dict[str, str],
+    annotations: dict[str, str],
+) -> JSON:
+    """A Grafana-managed rule firing on condition C; no data is OK (nothing to judge)."""
+    return {
+        "uid": uid,
+        "title": title,
+        "condition": "C",
+        "data": data,
+        "noDataState": "OK",
+        "execErrState": "Error",
+        "for": pending,
+        "isPaused": False,
+        "labels": labels,
+        "annotations": annotations,
     }
 
 
@@ -340,23 +352,19 @@ def prom_rule(rule: PromRule) -> JSON:
         _reduce("A", "Q"),
         _threshold("C", "A", rule.op, rule.threshold),
     ]
-    return {
-        "uid": rule.uid,
-        "title": rule.title,
-        "condition": "C",
-        "data": data,
-        "noDataState": "OK",
-        "execErrState": "Error",
-        "for": rule.pending,
-        "isPaused": False,
-        "labels": {
+    return _rule(
+        rule.uid,
+        rule.title,
+        data,
+        rule.pending,
+        labels={
             "team": "ops",
             "severity": rule.severity,
             "indicator": "pipeline",
             "palliwatch": "true",
         },
-        "annotations": {"summary": rule.summary, "value": "{{ $values.A.Value }}"},
-    }
+        annotations={"summary": rule.summary, "value": "{{ $values.A.Value }}"},
+    )
 
 
 def rule_groups(base_url: str = DEFAULT_BASE_URL, cat: Catalogue | None = None) -> list[JSON]:

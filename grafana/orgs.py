@@ -21,29 +21,22 @@ name instead and creates the missing ones, so it works on a Grafana whose ids di
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from functools import cache
 
-from processors.catalogue import ROLLING_DAYS
 from schemas import audiences
 from schemas.audiences import Audience
 
 from .panels import JSON, PG_TYPE
 
 # Reference views: the same for every audience (no counts of people), always read from
-# `published`. Everything else is a figure and is read from the audience's own schema.
+# `published`: the code lists and definitions, the structure (units, white spots), and the
+# functions that judge a value against the target in force. Everything else is a figure and is
+# read from the audience's own schema.
 REFERENCE_VIEWS = frozenset(
-    {
-        "regions",
-        "municipalities",
-        "indicators",
-        "targets_history",
-        "official_deaths",
-        "unit_state",
-        "white_spots",
-        "target_for",
-        "indicator_status",
-    }
+    {"regions", "municipalities", "indicators", "targets_history", "official_deaths"}
+    | {"unit_state", "white_spots"}
+    | {"target_for", "indicator_status"}
 )
 # Figures present in both layers (perturbed in `published`, exact in `exact`).
 FIGURE_VIEWS = frozenset(
@@ -66,46 +59,29 @@ EXACT_ONLY_VIEWS = frozenset(
         "survey_silence",
     }
 )
-# Period types absent from the public layer (the daily rolling windows).
-DAILY_PERIOD_TYPES = tuple(ROLLING_DAYS)
 
 PROM_UID = "palliwatch-prom"
 DB_ENV = "PALLIWATCH_GRAFANA_DB_"
 
 
 @dataclass(frozen=True)
-class Org:
-    audience: Audience
-    org_id: int  # the id file provisioning uses
+class Org(Audience):
+    """An audience's Grafana organisation: the audience, and the id file provisioning uses."""
+
+    org_id: int
 
     @property
-    def key(self) -> str:
-        return self.audience.key
+    def audience(self) -> Audience:
+        return Audience(self.key, self.role, self.schema, self.region, self.title)
 
     @property
     def name(self) -> str:
-        return self.audience.title
-
-    @property
-    def role(self) -> str:
-        return self.audience.role
-
-    @property
-    def schema(self) -> str:
-        return self.audience.schema
-
-    @property
-    def exact(self) -> bool:
-        return self.audience.exact
-
-    @property
-    def region(self) -> str | None:
-        return self.audience.region
+        return self.title
 
     @property
     def national(self) -> bool:
         """The operator's organisation: Prometheus, operations dashboard, alert rules."""
-        return self.audience.key == audiences.national().key
+        return self.key == audiences.national().key
 
     @property
     def datasource_uid(self) -> str:
@@ -153,7 +129,7 @@ def orgs() -> tuple[Org, ...]:
     found = audiences.all_audiences()
     public_key = audiences.public().key
     ordered = [a for a in found if a.key == public_key] + [a for a in found if a.key != public_key]
-    return tuple(Org(a, i) for i, a in enumerate(ordered, start=1))
+    return tuple(Org(**asdict(a), org_id=i) for i, a in enumerate(ordered, start=1))
 
 
 def by_key(key: str) -> Org:

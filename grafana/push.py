@@ -264,29 +264,24 @@ def _alerting_changes(h: OrgHandle, base_url: str) -> list[Change]:
         current = h.read(prov, "get_rule_group", alerts.FOLDER_UID, group["title"])
         changes += _compare(org, "rule group", group["title"], current, want, put, put)
 
-    existing_cps = {cp.get("uid"): cp for cp in h.read(prov, "get_contactpoints") or []}
-    for cp in alerts.contact_points():
-        changes += _compare(
-            org,
-            "contact point",
-            cp["name"],
-            existing_cps.get(cp["uid"]),
-            cp,
-            h.write(prov, "create_contactpoint", cp),
-            h.write(prov, "update_contactpoint", cp["uid"], cp),
-        )
-
-    existing_mutes = {m.get("name"): m for m in h.read(prov, "get_mute_timings") or []}
-    for mt in alerts.mute_timings():
-        changes += _compare(
-            org,
-            "mute timing",
-            mt["name"],
-            existing_mutes.get(mt["name"]),
-            mt,
-            h.write(prov, "create_mute_timing", mt),
-            h.write(prov, "update_mute_timing", mt["name"], mt),
-        )
+    # Contact points by uid, mute timings by name: (kind, objects, key, read, create, update).
+    for kind, wanted, key, read, create, update in (
+        ("contact point", alerts.contact_points(), "uid", "get_contactpoints",
+         "create_contactpoint", "update_contactpoint"),
+        ("mute timing", alerts.mute_timings(), "name", "get_mute_timings",
+         "create_mute_timing", "update_mute_timing"),
+    ):  # fmt: skip
+        existing = {o.get(key): o for o in h.read(prov, read) or []}
+        for obj in wanted:
+            changes += _compare(
+                org,
+                kind,
+                obj["name"],
+                existing.get(obj[key]),
+                obj,
+                h.write(prov, create, obj),
+                h.write(prov, update, obj[key], obj),
+            )
 
     policy = alerts.notification_policy()
     put_policy = h.write(prov, "set_notification_policy_tree", policy)

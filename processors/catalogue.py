@@ -32,8 +32,17 @@ PERIOD_TYPES = (
     "month", "quarter", "year", "rolling_12m", "rolling_30d", "rolling_90d", "rolling_365d",
 )  # fmt: skip
 ROLLING_DAYS = {"rolling_30d": 30, "rolling_90d": 90, "rolling_365d": 365}
+# The daily rolling windows (exact layer only) and the periods that move by the month.
+DAILY_PERIOD_TYPES = tuple(ROLLING_DAYS)
+MONTHLY_PERIOD_TYPES = tuple(p for p in PERIOD_TYPES if p not in ROLLING_DAYS)
 SCOPE_TYPES = ("nation", "region", "municipality")
 TOTAL = "all"  # the breakdown label of a scope's total
+# What an indicator's `tags` may say: the lists it is on, each read by one consumer.
+TAGS = {
+    "key": "a traffic-light column of the national overview: what a quality lead looks at first",
+    "summary": "a column of `palliwatch indicators` (per region, rolling 12 months)",
+    "bench": "loaded by the storage bench (`palliwatch bench storage`)",
+}
 
 
 class CatalogueError(ValueError):
@@ -192,6 +201,8 @@ class Indicator:
     unit_field: str | None = None
     requirement: Condition | None = field(default=None, compare=False, repr=False)
     target: Target | None = None
+    tags: tuple[str, ...] = ()
+    short_en: str = ""  # a column heading; the id where none is given
 
     @property
     def num_counter(self) -> str:
@@ -228,6 +239,12 @@ class Catalogue:
 
     def of_kind(self, kinds: frozenset[str]) -> list[Indicator]:
         return [i for i in self.indicators.values() if i.kind in kinds]
+
+    def tagged(self, tag: str) -> list[Indicator]:
+        """The indicators on one list (TAGS), in catalogue order."""
+        if tag not in TAGS:
+            raise KeyError(f"unknown indicator tag {tag!r}: one of {sorted(TAGS)}")
+        return [i for i in self.indicators.values() if tag in i.tags]
 
     @property
     def settled_after_days(self) -> int:
@@ -364,6 +381,8 @@ def parse_catalogue(raw: Mapping[str, Any], source: str = "<memory>") -> Catalog
             unit_field=entry.get("field"),
             requirement=compile_condition(entry.get("require", {}), where),
             target=_target(entry.get("target"), where),
+            tags=_tuple(entry.get("tags", []), f"{where}: tags", list(TAGS)),
+            short_en=str(entry.get("short_en") or ident),
         )
     return Catalogue(
         indicators=indicators,

@@ -94,6 +94,7 @@ def _with(**changes: object) -> dict:  # type: ignore[type-arg]
         (_with(title_sv=""), "missing title_sv"),
         (_with(id="Bad-Id"), "lower_snake_case"),
         (_with(numerator={"measures.pain_assessed": {"maybe": 1}}), "matcher for"),
+        (_with(tags=["headline"]), "tags: expected a list drawn from"),
     ],
 )
 def test_a_broken_catalogue_is_refused_with_the_indicator_named(raw: dict, message: str) -> None:  # type: ignore[type-arg]
@@ -101,6 +102,27 @@ def test_a_broken_catalogue_is_refused_with_the_indicator_named(raw: dict, messa
         parse_catalogue(raw, "edited.toml")
     assert message in str(err.value)
     assert "edited.toml" in str(err.value)
+
+
+def test_the_lists_other_parts_read_are_tags_of_the_catalogue() -> None:
+    """The overview's key indicators, the CLI's summary and the bench's load are tags; a tag
+    nobody reads is refused (a typo would otherwise empty a list silently)."""
+    cat = default_catalogue()
+    assert {i.id for i in cat.tagged("key")} == {
+        "registry_coverage", "eol_conversation", "pain_assessed", "prn_opioid",
+        "pressure_ulcer_free", "spec_unmet_share", "non_cancer_share_specialised",
+        "home_death_share",
+    }  # fmt: skip
+    summary = cat.tagged("summary")
+    assert [(i.id, i.short_en) for i in summary][:2] == [
+        ("registry_coverage", "coverage"), ("spec_need", "need"),
+    ]  # fmt: skip
+    bench = {i.id for i in cat.tagged("bench")}
+    assert len(bench) == 20 and bench <= set(cat.indicators)
+    assert "palliative_beds_per_100k" in bench
+    assert cat.indicators["pain_assessed"].short_en == "pain_assessed"  # defaults to the id
+    with pytest.raises(KeyError, match="unknown indicator tag"):
+        cat.tagged("headline")
 
 
 def test_duplicate_ids_and_a_missing_file_are_refused(tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ from grafana.macros import MacroError, expand
 from grafana.orgs import Org, national, orgs, public, regional
 from grafana.panels import PG_TYPE, PROM
 from processors import metrics
-from processors.catalogue import default_catalogue
+from processors.catalogue import PERIOD_TYPES, default_catalogue
 from schemas import audiences
 from schemas.codes import municipalities, regions
 from streams.settings import REPO_ROOT, local_password
@@ -227,9 +227,17 @@ def test_no_indicator_threshold_is_written_in_a_dashboard() -> None:
 
 
 def test_catalogue_ids_used_exist() -> None:
-    ids = set(default_catalogue().indicators)
-    used = set(dashboards.KEY_INDICATORS + dashboards.SPEC_CARE + dashboards.PER_100K)
-    assert used | set(dashboards.AVAILABILITY) <= ids
+    cat = default_catalogue()
+    ids = set(cat.indicators)
+    key = dashboards.key_indicators(cat)
+    assert key[0] == "registry_coverage" and len(key) == 8  # comparisons need coverage
+    assert dashboards.spec_care(cat) == ("spec_need", "spec_received", "spec_unmet")
+    assert len(dashboards.per_100k(cat)) == len(dashboards.availability(cat)) == 4
+    used = key + dashboards.spec_care(cat) + dashboards.per_100k(cat)
+    assert set(used) | set(dashboards.availability(cat)) <= ids
+    # The period dropdown offers the catalogue's period types, rolling 12 months first.
+    assert dashboards.PERIOD_TYPES[0] == "rolling_12m"
+    assert sorted(dashboards.PERIOD_TYPES) == sorted(PERIOD_TYPES)
 
 
 def test_promql_uses_metrics_the_worker_exports() -> None:
@@ -453,9 +461,8 @@ def test_provisioned_passwords_from_files_or_the_environment() -> None:
 # ---- the models load through the Grafana foundation SDK -------------------------------------
 
 
-# Fields of ours the SDK's schema does not know: a query variable's `definition` (what the UI
-# shows as the query; Grafana stores it, the schema leaves it out).
-SDK_UNKNOWN = {"definition"}
+# Fields of ours the SDK's schema does not know (none since the dashboards are built with it).
+SDK_UNKNOWN: set[str] = set()
 
 
 def _lost_or_changed(ours: Any, back: Any, path: str = "") -> list[str]:
@@ -476,22 +483,37 @@ def _lost_or_changed(ours: Any, back: Any, path: str = "") -> list[str]:
 
 
 def test_models_load_through_the_grafana_foundation_sdk() -> None:
-    """Every dashboard and alert rule parses into the foundation SDK's typed models (Grafana
-    11.1's schema: field names and types as Grafana defines them) and comes back with every
-    field we set, unchanged: a misspelt or mistyped field would be dropped or coerced."""
+    """Every committed dashboard and every alert rule parses into the foundation SDK's typed
+    models (Grafana 11.1's schema: field names and types as Grafana defines them) and comes back
+    with every field it has, unchanged: a misspelt or mistyped field would be dropped or
+    coerced."""
     # A pinned test dependency (pyproject.toml): imported, never skipped.
     from grafana_foundation_sdk.cog.encoder import JSONEncoder as encoder
     from grafana_foundation_sdk.models import alerting as sdk_alerting
     from grafana_foundation_sdk.models import dashboard as sdk_dashboard
+    from grafana_foundation_sdk.models import prometheus as sdk_prometheus
+
+    from grafana.panels import SqlQuery
 
     def round_trip(model: Any) -> Any:
         return json.loads(json.dumps(model, cls=encoder))
 
     for org in orgs():
-        for d in dashboards.org_dashboards(org).values():
-            ours = json.loads(json.dumps(d))
-            back = round_trip(sdk_dashboard.Dashboard.from_json(d))
-            assert _lost_or_changed(ours, back) == [], (org.key, d["uid"])
+        for name in org.dashboards():
+            # The committed file (what Grafana provisions), loaded into the SDK's models.
+            d = json.loads(build.dashboard_path(org, name).read_text(encoding="utf-8"))
+            loaded = sdk_dashboard.Dashboard.from_json(d)
+            assert _lost_or_changed(d, round_trip(loaded)) == [], (org.key, d["uid"])
+            queries = [t for p in loaded.panels or [] if isinstance(p, sdk_dashboard.Panel)
+                       for t in p.targets or []]  # fmt: skip
+            assert queries, (org.key, name)
+            # SQL comes back as palliwatch's model; PromQL parses into the SDK's own.
+            for q in queries:
+                if isinstance(q, SqlQuery):
+                    continue
+                prom = q.to_json()  # type: ignore[attr-defined]
+                back = round_trip(sdk_prometheus.Dataquery.from_json(prom))
+                assert _lost_or_changed(prom, back) == [], (org.key, name, prom)
     for g in alerts.rule_groups():
         for r in g["rules"]:
             back = round_trip(sdk_alerting.Rule.from_json(r))

@@ -48,6 +48,15 @@ api() {
     curl "${args[@]}"
 }
 
+fail() {  # fail MESSAGE: stop with it
+    echo "create_orgs: $*" >&2
+    exit 1
+}
+
+answered_ok() {  # answered_ok WHAT: stop unless the last api call answered 200
+    [ "$code" = 200 ] || fail "$1: HTTP $code $(cat "$out")"
+}
+
 field() {  # field NAME: a string or number field of the JSON body in $out
     sed -n "s/.*\"$1\": *\"\\{0,1\\}\\([^\",}]*\\).*/\\1/p" "$out" | head -n 1
 }
@@ -57,25 +66,19 @@ while IFS=$'\t' read -r id key name; do
     body="{\"name\":\"$name\"}"
     if [ "$id" = 1 ]; then
         code=$(api PUT /api/orgs/1 "$body")
-        [ "$code" = 200 ] || { echo "create_orgs: renaming org 1: HTTP $code $(cat "$out")" >&2; exit 1; }
+        answered_ok "renaming org 1"
     fi
     code=$(api GET "/api/orgs/$id")
     if [ "$code" = 404 ]; then
         code=$(api POST /api/orgs "$body")
-        [ "$code" = 200 ] || { echo "create_orgs: creating '$name': HTTP $code $(cat "$out")" >&2; exit 1; }
+        answered_ok "creating '$name'"
         got=$(field orgId)
-        if [ "$got" != "$id" ]; then
-            echo "create_orgs: '$name' ($key) was created with id $got, provisioning expects $id" >&2
-            exit 1
-        fi
+        [ "$got" = "$id" ] || fail "'$name' ($key) was created with id $got, provisioning expects $id"
         echo "created organisation $id: $name"
         continue
     fi
-    [ "$code" = 200 ] || { echo "create_orgs: reading org $id: HTTP $code $(cat "$out")" >&2; exit 1; }
+    answered_ok "reading org $id"
     have=$(field name)
-    if [ "$have" != "$name" ]; then
-        echo "create_orgs: organisation $id is '$have', provisioning expects '$name' ($key)" >&2
-        exit 1
-    fi
+    [ "$have" = "$name" ] || fail "organisation $id is '$have', provisioning expects '$name' ($key)"
     echo "organisation $id: $name"
 done < "$table"

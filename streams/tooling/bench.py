@@ -17,6 +17,7 @@ from datetime import UTC, date, datetime
 import psycopg
 from psycopg.conninfo import make_conninfo
 
+from processors.catalogue import default_catalogue
 from processors.core import add_months, month_first_day, month_last_day
 from processors.db import migrate
 from processors.sink import INDICATORS, Sink
@@ -25,15 +26,9 @@ from schemas.codes import municipalities, regions
 from streams.settings import Settings, local_password
 
 BENCH_DB = "palliwatch_bench"
-# 20 indicator ids: the population indicators plus the process indicators of domain.md.
-INDICATOR_IDS = (
-    "registry_coverage", "spec_need", "spec_received", "spec_unmet", "spec_unmet_share",
-    "home_death_share", "home_death_share_sphs", "non_cancer_share_specialised",
-    "eol_conversation", "pain_assessed", "oral_health_assessed", "prn_opioid",
-    "prn_anxiolytic", "pressure_ulcer_free", "not_alone_at_death",
-    "bereavement_followup_offered", "individual_plan", "hospital_admission_last_30d",
-    "beds_per_100k", "specialist_physicians_per_100k",
-)  # fmt: skip
+# The indicators tagged `bench` in the catalogue (20: the population and process indicators of
+# domain.md, palliative beds and specialist physicians per 100 000).
+INDICATOR_IDS = tuple(i.id for i in default_catalogue().tagged("bench"))
 
 NATIONAL_OVERVIEW = """
 SELECT scope_code, indicator_id, value, n, target, status

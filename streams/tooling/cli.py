@@ -392,12 +392,18 @@ def _num(cell: Any) -> str:
 
 
 def format_indicator_table(rows: list[Any]) -> str:
+    from processors.catalogue import default_catalogue
     from schemas.codes import regions
 
     names = regions()
-    header = (
-        f"{'region':22s} {'period (rolling 12 m)':23s} {'coverage':>9s} {'need':>7s} "
-        f"{'received':>9s} {'unmet':>7s} {'unmet %':>8s} {'home %':>7s}"
+    # The catalogue's `summary` indicators, headed by their short titles: people as counts,
+    # everything else as a percentage.
+    columns = [
+        (i.id, i.short_en, max(7, len(i.short_en) + 1), _num if i.unit == "people" else _pct)
+        for i in default_catalogue().tagged("summary")
+    ]
+    header = f"{'region':22s} {'period (rolling 12 m)':23s} " + " ".join(
+        f"{label:>{width}s}" for _, label, width, _ in columns
     )
     lines = [header, "-" * len(header)]
     by_code = {r.region_code: r for r in rows}
@@ -410,9 +416,7 @@ def format_indicator_table(rows: list[Any]) -> str:
         c = r.cells
         lines.append(
             f"{label:22s} {r.period_start:%Y-%m}..{r.period_end:%Y-%m}        "
-            f"{_pct(c.get('registry_coverage')):>9s} {_num(c.get('spec_need')):>7s} "
-            f"{_num(c.get('spec_received')):>9s} {_num(c.get('spec_unmet')):>7s} "
-            f"{_pct(c.get('spec_unmet_share')):>8s} {_pct(c.get('home_death_share')):>7s}"
+            + " ".join(f"{show(c.get(ind)):>{width}s}" for ind, _, width, show in columns)
         )
     return "\n".join(lines)
 
