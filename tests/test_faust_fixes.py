@@ -1,5 +1,5 @@
 """Faust's commit bookkeeping on a compacted partition, with Faust's own gap and ack code and
-the replacement ``_new_offset``; and the seek after a rebalance (streams.faust_fixes)."""
+the replacement ``_new_offset``; and the seek after a rebalance (streams.faust_compat)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from intervaltree import IntervalTree
 
-from streams.faust_fixes import new_offset, perform_seek
+from streams.faust_compat import new_offset, perform_seek
 
 TP = ("topic", 0)
 FAUST_NEW_OFFSET = Consumer.__dict__["_new_offset"]
@@ -196,13 +196,13 @@ def test_faust_own_seek_leaves_a_never_committed_partition_where_it_is() -> None
 
 
 def test_the_workers_producer_is_idempotent_with_acks_all() -> None:
-    """Faust asks aiokafka for idempotence only inside transactions; faust_fixes makes every
+    """Faust asks aiokafka for idempotence only inside transactions; faust_compat makes every
     producer of the worker idempotent (a send retried after a broker failover is written once)."""
     import faust
 
-    from streams import faust_fixes
+    from streams import faust_compat
 
-    faust_fixes.apply()
+    faust_compat.apply()
     app = faust.App("palliwatch-test-idempotence", broker="kafka://127.0.0.1:1", producer_acks=-1)
 
     async def build() -> Any:

@@ -1,0 +1,14 @@
+"""The worker's agents and timers, one module each. Importing a module registers what it
+defines on the app (streams/app.py); ``register`` imports them all, in the worker's order
+(streams/worker.py calls it once Faust's internals are patched)."""
+
+from __future__ import annotations
+
+import importlib
+
+MODULES = ("screen", "settle", "official", "structure", "aggregate", "tick", "observe", "store")
+
+
+def register() -> None:
+    for name in MODULES:
+        importlib.import_module(f"{__name__}.{name}")
