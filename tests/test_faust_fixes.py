@@ -4,10 +4,12 @@ the replacement ``_new_offset``; and the seek after a rebalance (streams.faust_c
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
 import random
 from collections import defaultdict
 from typing import Any
 
+import pytest
 from aiokafka import TopicPartition
 from faust.transport.consumer import Consumer
 from hypothesis import given, settings
@@ -211,3 +213,24 @@ def test_the_workers_producer_is_idempotent_with_acks_all() -> None:
     producer = asyncio.new_event_loop().run_until_complete(build())
     assert producer._txn_manager is not None  # aiokafka's idempotent sequence numbers
     assert producer._sender._acks == -1  # acks=all
+
+
+def test_the_compat_module_refuses_a_faust_streaming_it_was_not_written_for(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One line says what to do, and nothing is patched."""
+    from streams import faust_compat
+
+    assert importlib.metadata.version("faust-streaming") == faust_compat.SUPPORTED
+    faust_compat.check_version()  # the pinned release passes
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: "0.16.0")
+    before = Consumer.__dict__["_new_offset"]
+    with pytest.raises(SystemExit) as refused:
+        faust_compat.apply()
+    message = str(refused.value)
+    assert message == (
+        "palliwatch: streams/faust_compat.py was written for faust-streaming 0.15.3, found "
+        "0.16.0: check the patched internals against the new release and update SUPPORTED"
+    )
+    assert "\n" not in message
+    assert Consumer.__dict__["_new_offset"] is before
