@@ -88,8 +88,9 @@ COMPLETE_LATENCY = Histogram(
 class _SnapshotCollector:
     """A gauge family whose samples are replaced as a whole (stale label sets disappear).
 
-    Used for values read from Faust (consumer lag, table sizes) where a partition or table that
-    is no longer assigned must stop being reported, which a labelled Gauge would keep forever.
+    Used for values read from Faust (consumer lag, table sizes: streams/faust_compat.py fills
+    them) where a partition or table that is no longer assigned must stop being reported, which
+    a labelled Gauge would keep forever.
     """
 
     def __init__(self, name: str, documentation: str, labels: tuple[str, ...]) -> None:

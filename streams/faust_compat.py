@@ -143,6 +143,11 @@ def apply() -> None:
     faust_consumer.ThreadDelegateConsumer.perform_seek = perform_seek  # type: ignore[method-assign]
 
 
+def applied() -> bool:
+    """Whether ``apply`` has patched Faust in this process."""
+    return faust_consumer.Consumer.__dict__.get("_new_offset") is new_offset
+
+
 # ---- readers of the consumer's bookkeeping -------------------------------------------------
 
 
