@@ -1,6 +1,6 @@
 """The streaming indicator engine's pure core: contributions, scope state, periods, values.
 
-No Kafka, no database, no clock: the Faust agents in streams/app.py move records and call these
+No Kafka, no database, no clock: the Faust agents in streams/agents/ move records and call these
 functions; docs/indicators.md is the specification, processors/oracle.py its independent batch
 implementation, and the tests hold the two equal.
 

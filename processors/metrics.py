@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from typing import Any
+from collections.abc import Iterator
 
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -89,8 +88,9 @@ COMPLETE_LATENCY = Histogram(
 class _SnapshotCollector:
     """A gauge family whose samples are replaced as a whole (stale label sets disappear).
 
-    Used for values read from Faust (consumer lag, table sizes) where a partition or table that
-    is no longer assigned must stop being reported, which a labelled Gauge would keep forever.
+    Used for values read from Faust (consumer lag, table sizes: streams/faust_compat.py fills
+    them) where a partition or table that is no longer assigned must stop being reported, which
+    a labelled Gauge would keep forever.
     """
 
     def __init__(self, name: str, documentation: str, labels: tuple[str, ...]) -> None:
@@ -121,35 +121,6 @@ TABLE_KEYS = _SnapshotCollector(
 )
 REGISTRY.register(CONSUMER_LAG)
 REGISTRY.register(TABLE_KEYS)
-
-
-async def observe_faust(app: Any, sources: Mapping[str, str]) -> None:
-    """Refresh ``palliwatch_consumer_lag`` and ``palliwatch_table_keys`` from a Faust app.
-
-    ``sources`` maps the (namespaced) topic names the agents consume to their metric label.
-    Lag is the partition's highwater minus the offset this worker committed (Kafka's "next
-    offset to read"); before the first commit on a partition, minus the partition's first
-    offset. Only partitions assigned to this worker are reported.
-    """
-    from faust.exceptions import NotReady  # the worker's dependency, not the sink's
-
-    TABLE_KEYS.replace({(name,): float(len(table)) for name, table in app.tables.items()})
-    try:
-        tps = [tp for tp in app.consumer.assignment() if tp.topic in sources]
-        highwaters = await app.consumer.highwaters(*tps) if tps else {}
-        committed = {tp: app.consumer._committed_offset.get(tp) for tp in highwaters}
-        missing = [tp for tp, offset in committed.items() if offset is None]
-        if missing:
-            committed.update(await app.consumer.earliest_offsets(*missing))
-    except NotReady:
-        return  # the consumer is not started yet, or is rebalancing: keep the last snapshot
-    CONSUMER_LAG.replace(
-        {
-            (sources[tp.topic], str(tp.partition)): float(max(0, high - (committed[tp] or 0)))
-            for tp, high in highwaters.items()
-            if high is not None
-        }
-    )
 
 
 def _initialise_label_sets() -> None:

@@ -1,20 +1,22 @@
 """Faust's commit bookkeeping on a compacted partition, with Faust's own gap and ack code and
-the replacement ``_new_offset``; and the seek after a rebalance (streams.faust_fixes)."""
+the replacement ``_new_offset``; and the seek after a rebalance (streams.faust_compat)."""
 
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
 import random
 from collections import defaultdict
 from typing import Any
 
+import pytest
 from aiokafka import TopicPartition
 from faust.transport.consumer import Consumer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from intervaltree import IntervalTree
 
-from streams.faust_fixes import new_offset, perform_seek
+from streams.faust_compat import new_offset, perform_seek
 
 TP = ("topic", 0)
 FAUST_NEW_OFFSET = Consumer.__dict__["_new_offset"]
@@ -196,13 +198,13 @@ def test_faust_own_seek_leaves_a_never_committed_partition_where_it_is() -> None
 
 
 def test_the_workers_producer_is_idempotent_with_acks_all() -> None:
-    """Faust asks aiokafka for idempotence only inside transactions; faust_fixes makes every
+    """Faust asks aiokafka for idempotence only inside transactions; faust_compat makes every
     producer of the worker idempotent (a send retried after a broker failover is written once)."""
     import faust
 
-    from streams import faust_fixes
+    from streams import faust_compat
 
-    faust_fixes.apply()
+    faust_compat.apply()
     app = faust.App("palliwatch-test-idempotence", broker="kafka://127.0.0.1:1", producer_acks=-1)
 
     async def build() -> Any:
@@ -211,3 +213,24 @@ def test_the_workers_producer_is_idempotent_with_acks_all() -> None:
     producer = asyncio.new_event_loop().run_until_complete(build())
     assert producer._txn_manager is not None  # aiokafka's idempotent sequence numbers
     assert producer._sender._acks == -1  # acks=all
+
+
+def test_the_compat_module_refuses_a_faust_streaming_it_was_not_written_for(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One line says what to do, and nothing is patched."""
+    from streams import faust_compat
+
+    assert importlib.metadata.version("faust-streaming") == faust_compat.SUPPORTED
+    faust_compat.check_version()  # the pinned release passes
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: "0.16.0")
+    before = Consumer.__dict__["_new_offset"]
+    with pytest.raises(SystemExit) as refused:
+        faust_compat.apply()
+    message = str(refused.value)
+    assert message == (
+        "palliwatch: streams/faust_compat.py was written for faust-streaming 0.15.3, found "
+        "0.16.0: check the patched internals against the new release and update SUPPORTED"
+    )
+    assert "\n" not in message
+    assert Consumer.__dict__["_new_offset"] is before

@@ -267,8 +267,9 @@ def cmd_worker(args: argparse.Namespace) -> None:
     from streams import logs
 
     preflight(settings_mod.load())
-    from streams.app import app
+    from streams.worker import start
 
+    app = start()
     tune_garbage_collector()
     worker = faust.Worker(
         app,
