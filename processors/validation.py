@@ -14,8 +14,8 @@ The identity check comes first so that such a value never reaches a log line or 
 whatever else is wrong with the record. It reads the record as text with JSON escapes resolved
 and Unicode folded (schemas/identity.py), so truncated, non-UTF-8, deeply nested and look-alike
 input is scanned too. ``duplicate_person`` is decided later, by the stateful admission step
-(streams/app.py), because it needs every earlier survey of the person; ``internal_error`` and
-``database_rejected`` by the worker's stages.
+(processors/admission.py, run by streams/agents/settle.py), because it needs every earlier
+survey of the person; ``internal_error`` and ``database_rejected`` by the worker's stages.
 
 What a valid record continues as is ``canonical(record)``: the model re-serialised, never the
 raw input bytes, so downstream stages and tables see exactly what was checked.
