@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import subprocess
 import sys
@@ -246,7 +245,7 @@ def test_worker_refuses_an_unmigrated_database(local_stack: Settings, tmp_path: 
         assert r.returncode == 1
         assert "run `palliwatch db migrate`" in r.stderr
     finally:
-        ns = dataclasses.replace(local_stack, topic_namespace=namespace)
+        ns = local_stack.replace(topic_namespace=namespace)
         delete_topics(ns, [ns.topic(t) for t in CATALOGUE])
         with psycopg.connect(local_stack.owner_url, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')

@@ -49,8 +49,7 @@ class TLS:
         )
 
     def settings(self, base: Settings, **urls: str) -> Settings:
-        return dataclasses.replace(
-            base,
+        return base.replace(
             database_url=urls.get("writer", self.url(WRITER)),
             owner_database_url=urls.get("owner", self.url(OWNER)),
         )

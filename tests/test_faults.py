@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import signal
 from collections.abc import Iterator
-from dataclasses import replace
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -74,7 +73,7 @@ class TestBrokerRestart:
         with private_broker(local_stack) as broker:
             self.broker = broker
             # Worker logs stay under the usual state directory; the broker's own is deleted.
-            yield replace(broker.settings, state_dir=local_stack.state_dir)
+            yield broker.settings.replace(state_dir=local_stack.state_dir)
 
     @pytest.fixture
     def isolated(self, isolated: Isolated) -> Isolated:
@@ -144,7 +143,7 @@ def test_two_workers_share_partitions_and_the_survivor_takes_over(
         # Before: it never commits (Faust commits on its timer or every 10 000 records).
         "PALLIWATCH_COMMIT_INTERVAL_SECONDS": "3600" if before_commit else "2.8",
     }
-    s_b = replace(s, web_port=int(env_b["PALLIWATCH_WEB_PORT"]))
+    s_b = s.replace(web_port=int(env_b["PALLIWATCH_WEB_PORT"]))
     other = WorkerProcess(env_b, Path(env_b["PALLIWATCH_STATE_DIR"]) / "worker.log")
     try:
         surveys_topic = s.topic(DEATH_SURVEYS)
