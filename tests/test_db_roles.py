@@ -8,7 +8,6 @@ worker the writer's URL), e.g. tests/test_e2e_pipeline.py against the batch orac
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
 import sys
 import uuid
@@ -25,7 +24,7 @@ from processors.sink import INDICATORS, OFFICIAL_DEATHS, Sink, UpsertSpec, fact_
 from schemas.audiences import PUBLIC_ROLE
 from schemas.models import DeathSurvey
 from streams import settings as cfg
-from streams.settings import REPO_ROOT, Settings, in_database
+from streams.settings import REPO_ROOT, Settings, child_env, in_database
 from streams.tooling import services
 from tests.conftest import Isolated
 from tests.keys import KEYS
@@ -238,8 +237,10 @@ def test_local_bootstrap_hands_an_earlier_versions_database_to_the_owner(
 
 
 def test_db_migrate_without_an_owner_url_warns_and_still_works(isolated: Isolated) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PALLIWATCH_OWNER_")}
-    env["PALLIWATCH_DATABASE_URL"] = isolated.settings.owner_url  # one role for everything
+    one_role = isolated.settings.replace(  # one role for everything
+        database_url=isolated.settings.owner_url, owner_database_url=""
+    )
+    env = child_env(one_role)
     r = subprocess.run(
         [sys.executable, "-m", "streams.tooling.cli", "db", "migrate"],
         cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120,
