@@ -178,10 +178,13 @@ class _Variables(BaseSettings):
 
     @model_validator(mode="before")
     @classmethod
-    def _read_secret_files(cls, data: Any) -> Any:
-        if not isinstance(data, dict):
-            return data
-        data = dict(data)
+    def _before(cls, data: Any) -> Any:
+        return cls._resolve(dict(data)) if isinstance(data, dict) else data
+
+    @classmethod
+    def _resolve(cls, data: dict[str, Any]) -> dict[str, Any]:
+        """The given values completed: secrets read from their files (Settings adds the
+        local stack's defaults)."""
         for name in cls._secrets():
             path = data.get(f"{name}_file")
             if not path:
@@ -377,16 +380,13 @@ class Settings(_Variables):
     kafka_replication_factor: int = 1
     kafka_min_insync_replicas: int = 1
 
-    @model_validator(mode="before")
     @classmethod
-    def _local_stack_defaults(cls, data: Any) -> Any:
-        """The local stack's URLs for the services that are not configured."""
-        if not isinstance(data, dict):
-            return data
-        data = dict(data)
+    def _resolve(cls, data: dict[str, Any]) -> dict[str, Any]:
+        """...and the local stack's URLs for the services that are not configured."""
+        data = super()._resolve(data)
         host = "127.0.0.1"
-        kafka_port = _int_or(data.get("local_kafka_port"), 19092)
-        pg = f"{host}:{_int_or(data.get('local_pg_port'), 54329)}/{LOCAL_DB_NAME}"
+        kafka_port = cls._port(data, "local_kafka_port")
+        pg = f"{host}:{cls._port(data, 'local_pg_port')}/{LOCAL_DB_NAME}"
         data.setdefault("kafka_external", "kafka_bootstrap" in data)
         data["kafka_bootstrap"] = data.get("kafka_bootstrap") or f"{host}:{kafka_port}"
         db_given = "database_url" in data or bool(data.get("database_url_file"))
@@ -396,6 +396,13 @@ class Settings(_Variables):
         owner = f"postgresql://{LOCAL_DB_OWNER}:{local_password(LOCAL_DB_OWNER)}@{pg}"
         data["owner_database_url"] = data.get("owner_database_url") or ("" if db_given else owner)
         return data
+
+    @classmethod
+    def _port(cls, data: dict[str, Any], name: str) -> int:
+        try:
+            return int(data.get(name, cls.model_fields[name].default))
+        except (TypeError, ValueError):
+            return 0  # the field's own validation reports it
 
     @field_validator("state_dir")
     @classmethod
@@ -558,13 +565,6 @@ class Settings(_Variables):
             if self.owner_database_url == local.owner_database_url:
                 out.pop(self.variable("owner_database_url"))
         return out
-
-
-def _int_or(value: Any, default: int) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return default  # the field's own validation reports it
 
 
 def load() -> Settings:
