@@ -69,7 +69,7 @@ def _db_roles() -> None:
 
     passwords, missing = {}, []
     for org in orgs():
-        # settings._secret: NAME_FILE's content if set (unreadable: exit naming it), else NAME.
+        # settings.secret(): NAME_FILE's content if set (unreadable: exit naming it), else NAME.
         value = settings_mod.secret(org.password_env).decode()
         if value:
             passwords[org.audience.role] = value

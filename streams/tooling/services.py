@@ -308,7 +308,8 @@ def ensure_pg_binaries() -> Path:
     if bindir is None:
         raise ServiceError(
             "PostgreSQL server binaries not found: apt-get install postgresql, or set "
-            "PALLIWATCH_PG_BINDIR, or set PALLIWATCH_DATABASE_URL to use an existing server"
+            f"PALLIWATCH_PG_BINDIR, or set {Settings.variable('database_url')} to use an "
+            "existing server"
         )
     return bindir
 
