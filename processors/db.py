@@ -63,9 +63,9 @@ class Database:
     writer_role: str
     migrations: Path
     # False: no owner login of its own, so migrations run as the worker's role.
-    owner_configured: bool = True
-    url_variable: str = "PALLIWATCH_DATABASE_URL"
-    owner_variable: str = "PALLIWATCH_OWNER_DATABASE_URL"
+    owner_configured: bool
+    url_variable: str
+    owner_variable: str
 
     def login(self, owner: bool) -> tuple[str, str]:
         """(URL, the variable that sets it) of the worker's login or the owner's."""

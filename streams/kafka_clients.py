@@ -30,7 +30,7 @@ class KafkaUnavailable(RuntimeError):
 def unreachable_message(settings: Settings) -> str:
     return (
         f"Kafka not reachable at {settings.kafka_bootstrap}: run `palliwatch services up` "
-        "or set PALLIWATCH_KAFKA_BOOTSTRAP"
+        f"or set {settings.variable('kafka_bootstrap')}"
     )
 
 
@@ -60,8 +60,8 @@ def ssl_context(sec: KafkaSecurity) -> ssl.SSLContext | None:
             )
     except (ssl.SSLError, OSError) as exc:
         raise SystemExit(
-            "palliwatch: the Kafka TLS files cannot be used (PALLIWATCH_KAFKA_SSL_CAFILE, "
-            f"_CERTFILE, _KEYFILE, _KEY_PASSWORD): {exc}"
+            "palliwatch: the Kafka TLS files cannot be used "
+            f"({KafkaSecurity.variable('ssl_cafile')}, _CERTFILE, _KEYFILE, _KEY_PASSWORD): {exc}"
         ) from exc
     return ctx
 
@@ -222,11 +222,12 @@ def explain(exc: BaseException, settings: Settings, resource: str = "", detail: 
     where = f"Kafka at {settings.kafka_bootstrap}"
     who = sec.principal()
     text = f"{type(exc).__name__}: {exc} {detail}"
+    v = sec.variable
+    credentials = f"{v('sasl_username')}, {v('sasl_password')} (or _FILE), {v('sasl_mechanism')}"
     if isinstance(exc, kerrors.SaslAuthenticationFailedError) or "SaslAuthenticationFail" in text:
         return (
             f"{where} refused {who} ({sec.sasl_mechanism} authentication failed): check "
-            "PALLIWATCH_KAFKA_SASL_USERNAME, PALLIWATCH_KAFKA_SASL_PASSWORD (or _FILE) and "
-            "PALLIWATCH_KAFKA_SASL_MECHANISM"
+            f"{v('sasl_username')}, {v('sasl_password')} (or _FILE) and {v('sasl_mechanism')}"
         )
     denied = {
         kerrors.TopicAuthorizationFailedError: (
@@ -256,13 +257,13 @@ def explain(exc: BaseException, settings: Settings, resource: str = "", detail: 
         reason = "its name does not match" if "match" in text else "not signed by a trusted CA"
         return (
             f"{where}: the broker's TLS certificate is not accepted ({reason}): set "
-            "PALLIWATCH_KAFKA_SSL_CAFILE to the CA that signed it, and use the host name the "
-            "certificate names in PALLIWATCH_KAFKA_BOOTSTRAP"
+            f"{v('ssl_cafile')} to the CA that signed it, and use the host name the "
+            f"certificate names in {settings.variable('kafka_bootstrap')}"
         )
     if "BAD_CERTIFICATE" in text or "CERTIFICATE_REQUIRED" in text:
         return (
             f"{where} requires a client certificate it trusts (mutual TLS): set "
-            "PALLIWATCH_KAFKA_SSL_CERTFILE and PALLIWATCH_KAFKA_SSL_KEYFILE"
+            f"{v('ssl_certfile')} and {v('ssl_keyfile')}"
         )
     if isinstance(exc, kerrors.KafkaConnectionError | kerrors.KafkaTimeoutError | OSError):
         if sec.uses_sasl:
@@ -270,13 +271,11 @@ def explain(exc: BaseException, settings: Settings, resource: str = "", detail: 
             # why (seen in a loaded test run): the credentials are then as likely as the listener.
             return (
                 f"{where} closed every {sec.protocol} login of {who} before it completed: check "
-                "PALLIWATCH_KAFKA_SASL_USERNAME, PALLIWATCH_KAFKA_SASL_PASSWORD (or _FILE), "
-                "PALLIWATCH_KAFKA_SASL_MECHANISM, and that PALLIWATCH_KAFKA_SECURITY_PROTOCOL "
-                "matches the listener"
+                f"{credentials}, and that {v('protocol')} matches the listener"
             )
         return (
             f"{where} accepts connections but did not answer a {sec.protocol} client: check "
-            "that PALLIWATCH_KAFKA_SECURITY_PROTOCOL matches the listener (and, for mutual "
-            "TLS, PALLIWATCH_KAFKA_SSL_CERTFILE/_KEYFILE)"
+            f"that {v('protocol')} matches the listener (and, for mutual TLS, "
+            f"{v('ssl_certfile')}/_KEYFILE)"
         )
     return f"{where}: {type(exc).__name__}: {exc}"

@@ -26,15 +26,15 @@ import pytest
 
 from processors.db import drop_database, migrate
 from streams import settings as settings_mod
-from streams.settings import REPO_ROOT, Settings
+from streams.settings import REPO_ROOT, Settings, child_env
 from streams.tooling import services
 from streams.tooling.kafka_admin import delete_run_topics, ensure_topics
 from tests.keys import TEST_CELL_KEY_SECRET
 
 TEST_AS_OF = datetime.now(UTC).date()
 # Every worker the tests start, and every oracle, use the tests' Cell Key Method secret.
-os.environ["PALLIWATCH_CELL_KEY_SECRET"] = TEST_CELL_KEY_SECRET
-os.environ.pop("PALLIWATCH_CELL_KEY_SECRET_FILE", None)
+os.environ[Settings.variable("cell_key_secret")] = TEST_CELL_KEY_SECRET
+os.environ.pop(Settings.variable("cell_key_secret_file"), None)
 
 
 @pytest.fixture(scope="session")
@@ -59,8 +59,11 @@ def _free_port() -> int:
 @dataclasses.dataclass
 class Isolated:
     settings: Settings  # database_url: the writer's (the worker's); owner_url: the owner's
-    env: dict[str, str]
+    env: dict[str, str]  # child_env(worker): the environment of the worker a test starts
     db_name: str
+    # The worker's settings: these, with a state directory of its own, the test's as-of date
+    # and a short re-evaluation period.
+    worker: Settings
 
 
 @pytest.fixture
@@ -77,31 +80,22 @@ def isolated(local_stack: Settings, request: pytest.FixtureRequest) -> Iterator[
     admin_url = local_stack.owner_url
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{db_name}"')
-    s = dataclasses.replace(
-        local_stack.in_database(db_name),
+    s = local_stack.in_database(db_name).replace(
         app_id=f"palliwatch-test-{tag}",
         topic_namespace=f"test-{tag}",
         web_port=_free_port(),
         partitions=partitions,
     )
-    env = {
-        **os.environ,
-        "PALLIWATCH_KAFKA_BOOTSTRAP": s.kafka_bootstrap,
-        "PALLIWATCH_DATABASE_URL": s.database_url,
-        "PALLIWATCH_OWNER_DATABASE_URL": s.owner_url,
-        "PALLIWATCH_APP_ID": s.app_id,
-        "PALLIWATCH_TOPIC_NAMESPACE": s.topic_namespace,
-        "PALLIWATCH_WEB_PORT": str(s.web_port),
-        "PALLIWATCH_PARTITIONS": str(s.partitions),
-        "PALLIWATCH_STATE_DIR": str(local_stack.state_dir / "tests" / tag),
+    worker_settings = s.replace(
+        state_dir=local_stack.state_dir / "tests" / tag,
         # Evaluate as of the test's start day: a run that crosses midnight stays deterministic.
-        "PALLIWATCH_AS_OF": TEST_AS_OF.isoformat(),
-        "PALLIWATCH_REEVALUATE_SECONDS": "2",
-    }
+        as_of_date=TEST_AS_OF,
+        reevaluate_seconds=2.0,
+    )
     migrate(s.database)
     ensure_topics(s)
     try:
-        yield Isolated(s, env, db_name)
+        yield Isolated(s, child_env(worker_settings), db_name, worker_settings)
     finally:
         delete_run_topics(s)
         drop_database(admin_url, db_name)
@@ -160,7 +154,7 @@ class WorkerProcess:
 
 @pytest.fixture
 def worker(isolated: Isolated) -> Iterator[WorkerProcess]:
-    w = WorkerProcess(isolated.env, Path(isolated.env["PALLIWATCH_STATE_DIR"]) / "worker.log")
+    w = WorkerProcess(isolated.env, isolated.worker.state_dir / "worker.log")
     try:
         yield w
     finally:

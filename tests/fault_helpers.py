@@ -23,7 +23,6 @@ from kafka.admin import NewTopic
 from kafka.errors import KafkaError
 
 from schemas.topics import TopicSpec
-from streams import settings as settings_mod
 from streams.settings import Settings
 from streams.tooling import services
 from streams.tooling.kafka_admin import admin_client
@@ -53,8 +52,13 @@ def private_broker(base: Settings) -> Iterator[PrivateBroker]:
     if shared_libs.is_dir():  # already resolved by `services up`; else kafka_up resolves them
         (root / "kafka" / "libs").symlink_to(shared_libs)
     port, ctl = free_port(), free_port()
-    s = dataclasses.replace(
-        base, kafka_bootstrap=f"127.0.0.1:{port}", kafka_external=False, state_dir=root
+    s = base.replace(
+        local_kafka_port=port,
+        local_kafka_controller_port=ctl,
+        kafka_bootstrap=f"127.0.0.1:{port}",
+        kafka_external=False,
+        state_dir=root,
+        kafka_heap="384m",
     )
     broker = PrivateBroker(s, port, ctl)
     try:
@@ -72,21 +76,8 @@ class PrivateBroker:
     controller_port: int
 
     def up(self) -> None:
-        """`services.kafka_up` with this broker's ports: they are module constants read at call
-        time, swapped only for the call."""
-        saved = settings_mod.LOCAL_KAFKA_PORT, settings_mod.LOCAL_KAFKA_CONTROLLER_PORT
-        heap = os.environ.get("PALLIWATCH_KAFKA_HEAP")
-        settings_mod.LOCAL_KAFKA_PORT = self.port
-        settings_mod.LOCAL_KAFKA_CONTROLLER_PORT = self.controller_port
-        os.environ["PALLIWATCH_KAFKA_HEAP"] = "384m"
-        try:
-            services.kafka_up(self.settings)
-        finally:
-            settings_mod.LOCAL_KAFKA_PORT, settings_mod.LOCAL_KAFKA_CONTROLLER_PORT = saved
-            if heap is None:
-                os.environ.pop("PALLIWATCH_KAFKA_HEAP", None)
-            else:
-                os.environ["PALLIWATCH_KAFKA_HEAP"] = heap
+        """`services.kafka_up` on this broker's ports and state directory."""
+        services.kafka_up(self.settings)
 
     def down(self) -> None:
         # This process started the broker, so once it exits it stays a zombie child that

@@ -355,26 +355,3 @@ def topic_setting(s: Settings, topic: str, key: str) -> tuple[str, str]:
         admin.close()
     entry = found["topic"][topic][key]
     return str(entry["value"]), str(entry["config_source"])
-
-
-def env_of(settings: Settings) -> dict[str, str]:
-    """The environment that gives a child process (worker, CLI) these Kafka settings."""
-    sec = settings.kafka_security
-    env = {
-        "PALLIWATCH_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-        "PALLIWATCH_KAFKA_SECURITY_PROTOCOL": sec.protocol,
-        "PALLIWATCH_KAFKA_SASL_MECHANISM": sec.sasl_mechanism,
-        "PALLIWATCH_KAFKA_SASL_USERNAME": sec.sasl_username,
-        "PALLIWATCH_KAFKA_SASL_PASSWORD": sec.sasl_password,
-        "PALLIWATCH_KAFKA_SSL_CAFILE": sec.ssl_cafile,
-        "PALLIWATCH_KAFKA_SSL_CERTFILE": sec.ssl_certfile,
-        "PALLIWATCH_KAFKA_SSL_KEYFILE": sec.ssl_keyfile,
-        "PALLIWATCH_KAFKA_REPLICATION_FACTOR": str(settings.kafka_replication_factor),
-        "PALLIWATCH_KAFKA_MIN_INSYNC_REPLICAS": str(settings.kafka_min_insync_replicas),
-    }
-    return {k: v for k, v in env.items() if v}
-
-
-def clean_env(env: dict[str, str]) -> dict[str, str]:
-    """``env`` without any Kafka security variable of the outer environment."""
-    return {k: v for k, v in env.items() if not k.startswith("PALLIWATCH_KAFKA_")}

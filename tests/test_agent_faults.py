@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from streams.failures import ENV_INJECT, EXIT_FATAL
+from streams.settings import child_env
 from streams.tooling import dlq
 from tests.conftest import TEST_AS_OF, Isolated, WorkerProcess, wait_for
 from tests.histories import History, random_history
@@ -50,7 +51,7 @@ BATCH_FAULTS = (
 )
 # A worker that died without leaving its group holds its partitions until the session times
 # out; the restarts here should not wait Faust's default minute each.
-SESSION = {"PALLIWATCH_SESSION_TIMEOUT_SECONDS": "10"}
+SESSION_TIMEOUT_SECONDS = 10.0
 RECORD_FAULTS = (
     "screen:record:50",
     "settle_surveys:record:30",
@@ -77,13 +78,11 @@ def order_free(h: History) -> History:
 def _run_until_it_stops(
     iso: Isolated, fault: str, commit_interval: str, log_name: str
 ) -> WorkerProcess:
-    env = {
-        **iso.env,
-        **SESSION,
-        ENV_INJECT: fault,
-        "PALLIWATCH_COMMIT_INTERVAL_SECONDS": commit_interval,
-    }
-    w = WorkerProcess(env, Path(iso.env["PALLIWATCH_STATE_DIR"]) / log_name)
+    s = iso.worker.replace(
+        session_timeout_seconds=SESSION_TIMEOUT_SECONDS,
+        commit_interval_seconds=float(commit_interval),
+    )
+    w = WorkerProcess({**child_env(s), ENV_INJECT: fault}, s.state_dir / log_name)
     try:
         w.proc.wait(timeout=180)
     except subprocess.TimeoutExpired:
@@ -105,9 +104,8 @@ def test_a_fault_outside_one_record_stops_the_worker_and_loses_nothing(
     send_history(isolated, h)
     for i, (fault, commit_interval) in enumerate(BATCH_FAULTS):
         _run_until_it_stops(isolated, fault, commit_interval, f"worker-fault-{i}.log")
-    clean = WorkerProcess(
-        {**isolated.env, **SESSION}, Path(isolated.env["PALLIWATCH_STATE_DIR"]) / "clean.log"
-    )
+    s = isolated.worker.replace(session_timeout_seconds=SESSION_TIMEOUT_SECONDS)
+    clean = WorkerProcess(child_env(s), s.state_dir / "clean.log")
     try:
         wait_equal(isolated, oracle_of(h, TEST_AS_OF), clean, timeout=300)
         # No record was dead-lettered on the way: the faults were not the records' fault.
@@ -122,7 +120,7 @@ def test_a_fault_on_one_record_dead_letters_it_and_the_batch_goes_on(
     s = isolated.settings
     h = order_free(random_history(seed=29, n_surveys=900, as_of=TEST_AS_OF))
     env = {**isolated.env, ENV_INJECT: ",".join(RECORD_FAULTS)}
-    w = WorkerProcess(env, Path(isolated.env["PALLIWATCH_STATE_DIR"]) / "worker-records.log")
+    w = WorkerProcess(env, isolated.worker.state_dir / "worker-records.log")
     try:
         send_history(isolated, h)
         letters = wait_for(

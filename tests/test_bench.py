@@ -6,7 +6,6 @@ asserted is that each phase ran and reported a figure.
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import psycopg
@@ -27,7 +26,7 @@ def test_storage_bench_runs_at_a_tiny_size(request: pytest.FixtureRequest, backe
     """On the local PostgreSQL and, where PALLIWATCH_TEST_TIMESCALE_URL is set, on TimescaleDB."""
     if backend == "timescaledb":
         url = request.getfixturevalue("timescale_url")
-        base = dataclasses.replace(settings_mod.load(), database_url=url, owner_database_url=url)
+        base = settings_mod.load().replace(database_url=url, owner_database_url=url)
     else:
         base = request.getfixturevalue("local_stack")
     results = bench_storage(
@@ -58,6 +57,6 @@ def test_pipeline_bench_runs_at_a_tiny_size(
     from streams.tooling.bench_pipeline import bench_pipeline
 
     monkeypatch.delenv("PALLIWATCH_CELL_KEY_SECRET")
-    base = dataclasses.replace(local_stack, cell_key_secret=b"", state_dir=tmp_path)
+    base = local_stack.replace(cell_key_secret=b"", state_dir=tmp_path)
     results = bench_pipeline(base, surveys=300, months=3, live_seconds=3.0, rate=20.0)
     assert results["backfill_surveys_per_s"] > 0, results

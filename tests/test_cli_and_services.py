@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import subprocess
 import sys
@@ -20,7 +19,7 @@ from kafka.admin import ConfigResource, ConfigResourceType
 from processors.db import migrate, migration_files, pending_migrations
 from processors.queries import Cell, RegionRow
 from schemas.topics import CATALOGUE, DEATH_SURVEYS, SCOPE_DELTAS
-from streams.settings import MIGRATIONS_DIR, REPO_ROOT, Settings, in_database
+from streams.settings import MIGRATIONS_DIR, REPO_ROOT, Settings, child_env, in_database
 from streams.tooling import services
 from streams.tooling.cli import format_indicator_table
 from streams.tooling.kafka_admin import delete_run_topics
@@ -235,18 +234,14 @@ def test_worker_refuses_an_unmigrated_database(local_stack: Settings, tmp_path: 
     namespace = f"test-{uuid.uuid4().hex[:8]}"
     try:
         url = in_database(local_stack.database_url, db_name)
-        r = run_cli(
-            "worker",
-            env={
-                "PALLIWATCH_DATABASE_URL": url,
-                "PALLIWATCH_TOPIC_NAMESPACE": namespace,
-                "PALLIWATCH_STATE_DIR": str(tmp_path),
-            },
+        worker = local_stack.replace(
+            database_url=url, owner_database_url="", topic_namespace=namespace, state_dir=tmp_path
         )
+        r = run_cli("worker", env=child_env(worker))
         assert r.returncode == 1
         assert "run `palliwatch db migrate`" in r.stderr
     finally:
-        ns = dataclasses.replace(local_stack, topic_namespace=namespace)
+        ns = local_stack.replace(topic_namespace=namespace)
         delete_run_topics(ns)
         with psycopg.connect(local_stack.owner_url, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')

@@ -8,8 +8,6 @@ worker the writer's URL), e.g. tests/test_e2e_pipeline.py against the batch orac
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import os
 import subprocess
 import sys
 import uuid
@@ -26,7 +24,7 @@ from processors.sink import INDICATORS, OFFICIAL_DEATHS, Sink, UpsertSpec, fact_
 from schemas.audiences import PUBLIC_ROLE
 from schemas.models import DeathSurvey
 from streams import settings as cfg
-from streams.settings import REPO_ROOT, Settings, in_database
+from streams.settings import REPO_ROOT, Settings, child_env, in_database
 from streams.tooling import services
 from tests.conftest import Isolated
 from tests.keys import KEYS
@@ -163,7 +161,7 @@ def test_a_writer_created_after_migrating_can_write_after_the_next_migrate(
     services.pg_superuser_sql(
         s, f"CREATE ROLE {role} LOGIN CREATEDB PASSWORD '{cfg.local_password(role)}'"
     )
-    later = dataclasses.replace(s, database_url=_login(s.database_url, role), db_writer_role=role)
+    later = s.replace(database_url=_login(s.database_url, role), db_writer_role=role)
     try:
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             _write(later.database_url, _batches("before"))
@@ -201,11 +199,11 @@ def test_a_reader_without_grants_gets_them_back_from_the_next_migrate(
 
 def test_migrate_names_what_a_single_role_or_a_missing_writer_lacks(isolated: Isolated) -> None:
     s = isolated.settings
-    single = dataclasses.replace(s, database_url=s.owner_url, owner_database_url="")
+    single = s.replace(database_url=s.owner_url, owner_database_url="")
     notices = migrate_and_notices(single.database)
     assert "PALLIWATCH_OWNER_DATABASE_URL is not set" in notices[0]
     assert "owns the schema" in notices[0]
-    missing = dataclasses.replace(s, db_writer_role="pw_no_such_writer")
+    missing = s.replace(db_writer_role="pw_no_such_writer")
     (notice,) = migrate_and_notices(missing.database)
     assert "pw_no_such_writer does not exist" in notice
     assert "CREATE ROLE pw_no_such_writer" in notice and "PALLIWATCH_DB_WRITER_ROLE" in notice
@@ -239,8 +237,10 @@ def test_local_bootstrap_hands_an_earlier_versions_database_to_the_owner(
 
 
 def test_db_migrate_without_an_owner_url_warns_and_still_works(isolated: Isolated) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PALLIWATCH_OWNER_")}
-    env["PALLIWATCH_DATABASE_URL"] = isolated.settings.owner_url  # one role for everything
+    one_role = isolated.settings.replace(  # one role for everything
+        database_url=isolated.settings.owner_url, owner_database_url=""
+    )
+    env = child_env(one_role)
     r = subprocess.run(
         [sys.executable, "-m", "streams.tooling.cli", "db", "migrate"],
         cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120,

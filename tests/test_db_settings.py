@@ -27,7 +27,7 @@ def test_the_local_stack_has_a_writer_and_an_owner() -> None:
     assert s.owner_url.startswith(
         f"postgresql://{cfg.LOCAL_DB_OWNER}:{cfg.local_password(cfg.LOCAL_DB_OWNER)}@"
     )
-    assert s.owner_url.endswith(f":{cfg.LOCAL_PG_PORT}/{cfg.LOCAL_DB_NAME}")
+    assert s.owner_url.endswith(f":{s.local_pg_port}/{cfg.LOCAL_DB_NAME}")
     assert not s.database_external and s.db_writer_role == cfg.LOCAL_DB_WRITER
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import os
 import shutil
 import subprocess
 import sys
@@ -24,7 +23,7 @@ import pytest
 from processors.db import DatabaseTLSError, connect, migrate
 from processors.sink import OFFICIAL_DEATHS, Sink
 from streams import settings as cfg
-from streams.settings import REPO_ROOT, Settings
+from streams.settings import REPO_ROOT, Settings, child_env
 from tests.tls_cluster import TLSCluster, make_ca, make_server_cert, start_tls_cluster
 
 pytestmark = pytest.mark.integration
@@ -49,8 +48,7 @@ class TLS:
         )
 
     def settings(self, base: Settings, **urls: str) -> Settings:
-        return dataclasses.replace(
-            base,
+        return base.replace(
             database_url=urls.get("writer", self.url(WRITER)),
             owner_database_url=urls.get("owner", self.url(OWNER)),
         )
@@ -146,11 +144,11 @@ def test_a_missing_ca_file_fails_with_one_line_naming_the_fix(
 
 
 def test_db_migrate_with_a_wrong_ca_exits_with_that_one_line(tls: TLS) -> None:
-    env = {
-        **os.environ,
-        "PALLIWATCH_DATABASE_URL": tls.url(WRITER),
-        "PALLIWATCH_OWNER_DATABASE_URL": tls.url(OWNER, ca=tls.wrong_ca),
-    }
+    env = child_env(
+        cfg.load().replace(
+            database_url=tls.url(WRITER), owner_database_url=tls.url(OWNER, ca=tls.wrong_ca)
+        )
+    )
     r = subprocess.run(
         [sys.executable, "-m", "streams.tooling.cli", "db", "migrate"],
         cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120,

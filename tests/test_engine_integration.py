@@ -22,6 +22,7 @@ from processors.catalogue import DEFAULT_PATH, default_catalogue, parse_catalogu
 from processors.oracle import oracle
 from schemas.models import DeathSurvey, OfficialDeaths, Population, UnitEvent
 from schemas.topics import DEATH_SURVEYS, OFFICIAL_DEATHS, POPULATION, SCOPE_DELTAS, UNIT_EVENTS
+from streams.settings import child_env
 from streams.tooling.producer import make_producer, send_records
 from tests.conftest import TEST_AS_OF, Isolated, WorkerProcess, wait_for
 from tests.histories import History, random_history
@@ -92,7 +93,7 @@ def test_the_date_moving_on_reevaluates_without_any_event(
     # Forty days later, nothing new has arrived: daily windows move on, periods complete,
     # nowcasts change. The restarted worker's daily pass alone must produce the new day's rows.
     later = TEST_AS_OF + timedelta(days=40)
-    worker.env = {**worker.env, "PALLIWATCH_AS_OF": later.isoformat()}
+    worker.env = child_env(isolated.worker.replace(as_of_date=later))
     worker.restart()
     want = oracle_of(h, later)
 
@@ -179,12 +180,9 @@ def test_a_new_worker_group_rebuilds_without_counting_twice(
         producer.flush()
     finally:
         producer.close()
-    env = {
-        **isolated.env,
-        "PALLIWATCH_APP_ID": isolated.env["PALLIWATCH_APP_ID"] + "-next",
-        "PALLIWATCH_STATE_DIR": isolated.env["PALLIWATCH_STATE_DIR"] + "-next",
-    }
-    second = WorkerProcess(env, Path(env["PALLIWATCH_STATE_DIR"]) / "worker.log")
+    w = isolated.worker
+    next_group = w.replace(app_id=w.app_id + "-next", state_dir=Path(f"{w.state_dir}-next"))
+    second = WorkerProcess(child_env(next_group), next_group.state_dir / "worker.log")
     try:
         wait_for(
             # The same web port: the first worker has stopped.

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import signal
 from collections.abc import Iterator
-from dataclasses import replace
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -33,7 +32,7 @@ from schemas.topics import (
     UNIT_EVENTS,
     TopicSpec,
 )
-from streams.settings import Settings
+from streams.settings import Settings, child_env
 from streams.tooling.producer import make_producer, send_records
 from tests.conftest import TEST_AS_OF, Isolated, WorkerProcess, wait_for
 from tests.fault_helpers import (
@@ -74,7 +73,7 @@ class TestBrokerRestart:
         with private_broker(local_stack) as broker:
             self.broker = broker
             # Worker logs stay under the usual state directory; the broker's own is deleted.
-            yield replace(broker.settings, state_dir=local_stack.state_dir)
+            yield broker.settings.replace(state_dir=local_stack.state_dir)
 
     @pytest.fixture
     def isolated(self, isolated: Isolated) -> Isolated:
@@ -137,15 +136,14 @@ def test_two_workers_share_partitions_and_the_survivor_takes_over(
     before_commit = killed == "before_its_first_commit"
     s = isolated.settings
     n = s.partitions
-    env_b = {
-        **isolated.env,
-        "PALLIWATCH_WEB_PORT": str(free_port()),
-        "PALLIWATCH_STATE_DIR": isolated.env["PALLIWATCH_STATE_DIR"] + "-b",
+    b = isolated.worker.replace(
+        web_port=free_port(),
+        state_dir=Path(f"{isolated.worker.state_dir}-b"),
         # Before: it never commits (Faust commits on its timer or every 10 000 records).
-        "PALLIWATCH_COMMIT_INTERVAL_SECONDS": "3600" if before_commit else "2.8",
-    }
-    s_b = replace(s, web_port=int(env_b["PALLIWATCH_WEB_PORT"]))
-    other = WorkerProcess(env_b, Path(env_b["PALLIWATCH_STATE_DIR"]) / "worker.log")
+        commit_interval_seconds=3600.0 if before_commit else 2.8,
+    )
+    s_b = s.replace(web_port=b.web_port)
+    other = WorkerProcess(child_env(b), b.state_dir / "worker.log")
     try:
         surveys_topic = s.topic(DEATH_SURVEYS)
 

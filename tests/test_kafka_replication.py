@@ -6,7 +6,6 @@ new leaders, nothing is lost, and the indicators equal the oracle.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Iterator
 
@@ -23,7 +22,7 @@ from streams.settings import Settings
 from tests.conftest import TEST_AS_OF, Isolated, WorkerProcess, wait_for
 from tests.fault_helpers import OutageProducer, precreate_worker_topics, send_head
 from tests.histories import random_history
-from tests.kafka_cluster import Cluster, clean_env, env_of, three_node_cluster, topic_setting
+from tests.kafka_cluster import Cluster, three_node_cluster, topic_setting
 from tests.oracle_compare import oracle_of
 from tests.test_engine_integration import wait_equal
 
@@ -57,8 +56,7 @@ class TestLeaderKill:
     def local_stack(self, local_stack: Settings) -> Iterator[Settings]:
         with three_node_cluster(local_stack) as cluster:
             self.cluster = cluster
-            yield dataclasses.replace(
-                local_stack,
+            yield local_stack.replace(
                 kafka_bootstrap=cluster.bootstrap,
                 kafka_external=True,
                 kafka_replication_factor=3,
@@ -68,9 +66,6 @@ class TestLeaderKill:
     @pytest.fixture
     def isolated(self, isolated: Isolated) -> Isolated:
         precreate_worker_topics(isolated.settings)  # as TestBrokerRestart (test_faults.py)
-        env = {**clean_env(dict(isolated.env)), **env_of(isolated.settings)}
-        isolated.env.clear()
-        isolated.env.update(env)
         return isolated
 
     def test_killing_the_leader_of_surveys_and_scopes_loses_nothing(

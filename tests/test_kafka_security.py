@@ -10,7 +10,6 @@ certificate or an untrusted CA each fail with one line that says what to fix.
 
 from __future__ import annotations
 
-import dataclasses
 import re
 import subprocess
 import sys
@@ -33,14 +32,12 @@ from schemas.models import DeathSurvey, OfficialDeaths, Population, UnitEvent
 from schemas.topics import DEATH_SURVEYS, OFFICIAL_DEATHS, POPULATION, UNIT_EVENTS
 from streams import kafka_clients
 from streams import settings as settings_mod
-from streams.settings import REPO_ROOT, Settings
+from streams.settings import REPO_ROOT, Settings, child_env
 from streams.tooling.kafka_admin import ensure_topics
 from tests.conftest import TEST_AS_OF, Isolated, WorkerProcess
 from tests.kafka_cluster import (
     MTLS_CN,
     SecureBroker,
-    clean_env,
-    env_of,
     secure_broker,
     topic_setting,
 )
@@ -69,7 +66,7 @@ def _allow(principal: str, kind: ResourceType, prefix: str, op: ACLOperation) ->
 
 
 def _grant(broker: SecureBroker, base: Settings) -> None:
-    admin_settings = dataclasses.replace(base, **broker.sasl("palliwatch-admin"))
+    admin_settings = base.replace(**broker.sasl("palliwatch-admin"))
     acls = []
     for user in (
         f"User:{WORKER}",
@@ -103,7 +100,7 @@ def broker() -> Iterator[SecureBroker]:
 
 
 def _as(base: Settings, broker: SecureBroker, user: str, **changes: Any) -> Settings:
-    return dataclasses.replace(base, **{**broker.sasl(user), **changes})
+    return base.replace(**{**broker.sasl(user), **changes})
 
 
 def _cli(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -135,26 +132,18 @@ class TestEndToEnd:
     def local_stack(self, local_stack: Settings, broker: SecureBroker) -> Settings:
         return _as(local_stack, broker, WORKER)
 
-    @pytest.fixture
-    def isolated(self, isolated: Isolated) -> Isolated:
-        secured = {**clean_env(dict(isolated.env)), **env_of(isolated.settings)}
-        isolated.env.clear()
-        isolated.env.update(secured)
-        return isolated
-
     def test_worker_cli_and_simulator_over_sasl_ssl_equal_the_oracle(
         self, broker: SecureBroker, isolated: Isolated, worker: WorkerProcess, local_stack: Settings
     ) -> None:
         s = isolated.settings
         assert s.kafka_security.protocol == "SASL_SSL"
-        assert env_of(s)["PALLIWATCH_KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512"
+        assert isolated.env["PALLIWATCH_KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512"
         # `topics create` as the worker user (it holds Create on its prefixes).
         made = _cli(isolated.env, "topics", "create")
         assert made.returncode == 0, made.stderr[-2000:]
 
         # The simulator as its own SCRAM-SHA-256 user, which may only write the contract topics.
-        sim = _as(s, broker, SIMULATOR)
-        sim_env = {**clean_env(isolated.env), **env_of(sim)}
+        sim_env = child_env(_as(isolated.worker, broker, SIMULATOR))
         sent = _cli(sim_env, "simulate", "--backfill", "300", "--months", "2", "--seed", "7")
         assert sent.returncode == 0, sent.stderr[-2000:]
         # 300 deaths' first surveys plus their corrections and withdrawals.
@@ -220,7 +209,7 @@ def test_each_mechanism_creates_writes_and_reads(
 ) -> None:
     ns = f"test-{how}-{time.monotonic_ns() % 10**8}"
     if how == "mtls":
-        s = dataclasses.replace(local_stack, **broker.mtls(), topic_namespace=ns)
+        s = local_stack.replace(**broker.mtls(), topic_namespace=ns)
         assert s.kafka_security.protocol == "SSL" and s.kafka_security.ssl_certfile
     else:
         user = WORKER if how == "scram-sha-512" else f"{WORKER}-plain"
@@ -233,20 +222,18 @@ def test_each_mechanism_creates_writes_and_reads(
 
 
 def _env_for(base: Settings, s: Settings, tag: str) -> dict[str, str]:
-    import os
-
-    return {
-        **clean_env(dict(os.environ)),
-        **env_of(s),
-        "PALLIWATCH_TOPIC_NAMESPACE": f"test-{tag}",
-        "PALLIWATCH_APP_ID": f"palliwatch-test-{tag}",
-        "PALLIWATCH_STATE_DIR": str(base.state_dir / "tests" / tag),
-    }
+    return child_env(
+        s.replace(
+            topic_namespace=f"test-{tag}",
+            app_id=f"palliwatch-test-{tag}",
+            state_dir=base.state_dir / "tests" / tag,
+        )
+    )
 
 
 def test_a_wrong_password_fails_in_one_line(broker: SecureBroker, local_stack: Settings) -> None:
-    s = _as(local_stack, broker, WORKER, kafka_security=dataclasses.replace(
-        broker.sasl(WORKER)["kafka_security"], sasl_password="not-the-password"))  # fmt: skip
+    wrong = broker.sasl(WORKER)["kafka_security"].replace(sasl_password="not-the-password")
+    s = _as(local_stack, broker, WORKER, kafka_security=wrong)
     started = time.monotonic()
     proc = _cli(_env_for(local_stack, s, "wrongpw"), "topics", "create")
     # Usually "authentication failed"; after several refused logins the broker sometimes closes
@@ -277,10 +264,10 @@ def test_a_worker_without_its_group_acl_fails_in_one_line(
 def test_mutual_tls_without_a_certificate_or_with_another_ca_fails_in_one_line(
     broker: SecureBroker, local_stack: Settings
 ) -> None:
-    no_cert = dataclasses.replace(local_stack, **broker.mtls(with_certificate=False))
+    no_cert = local_stack.replace(**broker.mtls(with_certificate=False))
     _one_line_failure(_cli(_env_for(local_stack, no_cert, "nocert"), "topics", "create"),
                       "client certificate", "PALLIWATCH_KAFKA_SSL_CERTFILE")  # fmt: skip
-    other_ca = dataclasses.replace(local_stack, **broker.mtls(cafile=broker.pki.other_ca))
+    other_ca = local_stack.replace(**broker.mtls(cafile=broker.pki.other_ca))
     _one_line_failure(_cli(_env_for(local_stack, other_ca, "otherca"), "topics", "create"),
                       "not accepted", "PALLIWATCH_KAFKA_SSL_CAFILE")  # fmt: skip
 
@@ -288,6 +275,6 @@ def test_mutual_tls_without_a_certificate_or_with_another_ca_fails_in_one_line(
 def test_plaintext_client_on_a_tls_listener_fails_in_one_line(
     broker: SecureBroker, local_stack: Settings
 ) -> None:
-    s = dataclasses.replace(local_stack, kafka_bootstrap=broker.ssl_bootstrap, kafka_external=True)
+    s = local_stack.replace(kafka_bootstrap=broker.ssl_bootstrap, kafka_external=True)
     _one_line_failure(_cli(_env_for(local_stack, s, "plaintext"), "topics", "create"),
                       "PALLIWATCH_KAFKA_SECURITY_PROTOCOL")  # fmt: skip

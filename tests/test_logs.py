@@ -80,7 +80,7 @@ def test_an_unknown_log_format_names_the_fix() -> None:
 def test_worker_json_log_lines_parse_and_hold_no_personal_data(isolated: Isolated) -> None:
     s = isolated.settings
     env = {**isolated.env, "PALLIWATCH_LOG_FORMAT": "json"}
-    log_path = REPO_ROOT / env["PALLIWATCH_STATE_DIR"] / "worker-json.log"
+    log_path = isolated.worker.state_dir / "worker-json.log"
     worker = WorkerProcess(env, log_path)
     try:
         now = datetime.now(UTC)

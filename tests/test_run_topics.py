@@ -4,8 +4,6 @@ deployment's."""
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 
 from schemas.topics import CATALOGUE
@@ -15,8 +13,8 @@ from streams.tooling.kafka_admin import run_topics
 
 def test_a_runs_own_topics_and_its_faust_changelogs_only() -> None:
     base = settings_mod.load()
-    mine = dataclasses.replace(base, app_id="palliwatch-test-abc", topic_namespace="test-abc")
-    other = dataclasses.replace(base, app_id="palliwatch-test-abd", topic_namespace="test-abd")
+    mine = base.replace(app_id="palliwatch-test-abc", topic_namespace="test-abc")
+    other = base.replace(app_id="palliwatch-test-abd", topic_namespace="test-abd")
     faust_made = [
         "palliwatch-test-abc-people-changelog",
         "palliwatch-test-abc-scope-months-changelog",
@@ -31,4 +29,4 @@ def test_a_runs_own_topics_and_its_faust_changelogs_only() -> None:
 
 def test_refused_without_a_namespace_of_its_own() -> None:
     with pytest.raises(ValueError, match="namespace"):
-        run_topics(dataclasses.replace(settings_mod.load(), topic_namespace=""), {"x"})
+        run_topics(settings_mod.load().replace(topic_namespace=""), {"x"})

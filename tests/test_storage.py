@@ -4,7 +4,6 @@ and a database outage in the middle of a stream."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import hashlib
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -254,7 +253,7 @@ def test_a_database_migrated_with_the_released_0002_still_migrates(
     )
     admin = local_stack.owner_url
     name, url = tsh.fresh_database(admin, prefix="palliwatch_test_old0002")
-    s = dataclasses.replace(local_stack, database_url=url, owner_database_url=url)
+    s = local_stack.replace(database_url=url, owner_database_url=url)
     try:
         before = migrate(s.database, tsh.old_migrations(tmp_path))
         assert before[1] == "0002_storage.sql" and before[-1] == "0005_disclosure.sql"

@@ -303,7 +303,7 @@ def test_a_database_migrated_with_the_original_0002_and_0005_still_migrates(
     timescale_url: str, tmp_path
 ) -> None:  # type: ignore[no-untyped-def]
     name, url = fresh_database(timescale_url)
-    s = dataclasses.replace(settings_mod.load(), database_url=url, owner_database_url=url)
+    s = settings_mod.load().replace(database_url=url, owner_database_url=url)
     try:
         applied = migrate(s.database, old_migrations(tmp_path))
         assert applied[-1] == "0005_disclosure.sql"
@@ -329,7 +329,7 @@ def test_timescaledb_installed_but_not_preloaded_falls_back_to_plain_postgresql(
     unpreloaded_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     name, url = fresh_database(unpreloaded_url)
-    s = dataclasses.replace(settings_mod.load(), database_url=url, owner_database_url=url)
+    s = settings_mod.load().replace(database_url=url, owner_database_url=url)
     try:
         with caplog.at_level(logging.WARNING, logger="palliwatch.db"):
             applied = migrate(s.database)
@@ -367,11 +367,7 @@ def test_timescaledb_installed_but_not_preloaded_falls_back_to_plain_postgresql(
 def test_the_fallback_keeps_the_silence_alert_right(unpreloaded_url: str) -> None:
     name, url = fresh_database(unpreloaded_url)
     try:
-        migrate(
-            dataclasses.replace(
-                settings_mod.load(), database_url=url, owner_database_url=url
-            ).database
-        )
+        migrate(settings_mod.load().replace(database_url=url, owner_database_url=url).database)
         write(url, SURVEY_ARRIVALS, arrival_rows(datetime.now(UTC), days=30))
         with psycopg.connect(role_url(url, NATIONAL_ROLE)) as conn:
             silence = {

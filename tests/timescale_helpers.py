@@ -15,7 +15,6 @@ TimescaleDB: the same assertions hold on both.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import os
 import uuid
@@ -29,7 +28,7 @@ from processors import access
 from processors.db import SUPERSEDED, drop_database, migrate
 from schemas.audiences import all_audiences
 from streams import settings as settings_mod
-from streams.settings import MIGRATIONS_DIR, in_database, local_password
+from streams.settings import MIGRATIONS_DIR, child_env, in_database, local_password
 from tests.conftest import Isolated
 
 ENV_URL = "PALLIWATCH_TEST_TIMESCALE_URL"
@@ -109,10 +108,12 @@ def timescale_isolated(timescale_url: str) -> Iterator[Isolated]:
     """A migrated database of its own on the TimescaleDB server (no Kafka: these tests write
     through the sink or directly)."""
     name, url = fresh_database(timescale_url)
-    s = dataclasses.replace(settings_mod.load(), database_url=url, owner_database_url=url)
+    s = settings_mod.load().replace(database_url=url, owner_database_url=url)
     try:
         migrate(s.database)
-        yield Isolated(s, {**os.environ, "PALLIWATCH_DATABASE_URL": url}, name)
+        # The worker, as a deployment's, with no owner URL of its own.
+        worker = s.replace(owner_database_url="")
+        yield Isolated(s, child_env(worker), name, worker)
     finally:
         drop_database(timescale_url, name)
 

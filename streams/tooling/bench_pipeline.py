@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import os
 import subprocess
 import sys
 import time
@@ -44,7 +43,7 @@ from schemas.topics import (
     UNIT_EVENTS,
 )
 from streams import kafka_clients
-from streams.settings import REPO_ROOT, Settings
+from streams.settings import REPO_ROOT, Settings, child_env
 from streams.tooling.kafka_admin import delete_run_topics, ensure_topics
 from streams.tooling.scrape import Scrape, scrape
 
@@ -52,9 +51,10 @@ from streams.tooling.scrape import Scrape, scrape
 @dataclasses.dataclass
 class Run:
     settings: Settings
-    env: dict[str, str]
+    env: dict[str, str]  # child_env(worker)
     db_name: str
     admin_url: str
+    worker: Settings
 
 
 def _free_port() -> int:
@@ -71,36 +71,22 @@ def _prepare(base: Settings) -> Run:
     # As a deployment: the owner makes and migrates the database, the worker writes as the writer.
     with psycopg.connect(base.owner_url, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{db_name}"')
-    s = dataclasses.replace(
-        base.in_database(db_name),
+    s = base.in_database(db_name).replace(
         app_id=f"palliwatch-{tag}",
         topic_namespace=tag,
         web_port=_free_port(),
     )
     state = base.state_dir / "bench" / tag
     state.mkdir(parents=True, exist_ok=True)
-    env = {
-        **os.environ,
-        "PALLIWATCH_KAFKA_BOOTSTRAP": s.kafka_bootstrap,
-        "PALLIWATCH_DATABASE_URL": s.database_url,
-        "PALLIWATCH_OWNER_DATABASE_URL": s.owner_url,
-        # The bench's worker has a database of its own (so counts as external): give it the
-        # local stack's secret.
-        "PALLIWATCH_CELL_KEY_SECRET": base.resolved_cell_key_secret().decode(
-            errors="surrogateescape"
-        ),
-        "PALLIWATCH_APP_ID": s.app_id,
-        "PALLIWATCH_TOPIC_NAMESPACE": s.topic_namespace,
-        "PALLIWATCH_WEB_PORT": str(s.web_port),
-        "PALLIWATCH_PARTITIONS": str(s.partitions),
-        "PALLIWATCH_STATE_DIR": str(state),
-        # Ticks every few seconds (22 messages each): the end of the backfill is read from
-        # the committed offsets, which ticks in flight keep a few records short of the end.
-        "PALLIWATCH_REEVALUATE_SECONDS": "5",
-    }
+    # The bench's worker has a database of its own (so counts as external): give it the
+    # local stack's secret. Ticks every few seconds (22 messages each): the end of the
+    # backfill is read from the committed offsets, which ticks in flight keep a few records
+    # short of the end.
+    worker = s.with_resolved_cell_key_secret().replace(state_dir=state, reevaluate_seconds=5.0)
+    env = child_env(worker)
     migrate(s.database)
     ensure_topics(s)
-    return Run(s, env, db_name, base.owner_url)
+    return Run(s, env, db_name, base.owner_url, worker)
 
 
 def _cleanup(run: Run) -> None:
@@ -223,7 +209,7 @@ def bench_pipeline(
         ceiling, read = asyncio.run(_raw_consume_rate(s, s.topic(DEATH_SURVEYS), sent))
         print(f"[bench] raw aiokafka consume: {ceiling:,.0f} records/s ({read})", flush=True)
 
-        log_path = Path(run.env["PALLIWATCH_STATE_DIR"]) / "worker.log"
+        log_path = run.worker.state_dir / "worker.log"
         log = log_path.open("ab")
         started = time.perf_counter()
         proc = subprocess.Popen(

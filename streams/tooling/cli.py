@@ -69,8 +69,8 @@ def _db_roles() -> None:
 
     passwords, missing = {}, []
     for org in orgs():
-        # settings._secret: NAME_FILE's content if set (unreadable: exit naming it), else NAME.
-        value = settings_mod._secret(os.environ, org.password_env).decode()
+        # settings.secret(): NAME_FILE's content if set (unreadable: exit naming it), else NAME.
+        value = settings_mod.secret(org.password_env).decode()
         if value:
             passwords[org.audience.role] = value
         else:
@@ -481,8 +481,9 @@ class DemoWorker:
 
     MAX_RESTARTS = 5
 
-    def __init__(self, log_path: Any) -> None:
+    def __init__(self, log_path: Any, settings: settings_mod.Settings) -> None:
         self.log_path = log_path
+        self.env = settings_mod.child_env(settings)
         self.restarts = 0
         self.proc = self._start()
 
@@ -490,6 +491,7 @@ class DemoWorker:
         with self.log_path.open("ab") as log_file:
             return subprocess.Popen(
                 [sys.executable, "-m", "streams.tooling.cli", "worker"],
+                env=self.env,
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
@@ -539,7 +541,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
     ensure_topics(s)
     log_path = s.state_dir / "worker.log"
     print(f"[demo] starting the worker (log: {log_path})", flush=True)
-    worker = DemoWorker(log_path)
+    worker = DemoWorker(log_path, s)
     try:
         print(f"[demo] backfilling {args.backfill} surveys over 12 months ...", flush=True)
         sent = run_backfill(args.backfill, 12, args.seed)

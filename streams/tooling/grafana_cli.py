@@ -41,7 +41,7 @@ def push(args: argparse.Namespace) -> None:
         raise SystemExit("--url (or GRAFANA_URL) is required")
     env = os.environ.get
     ds = push_mod.DatasourceSettings(
-        host=args.db_host,
+        host=args.db_host or f"127.0.0.1:{settings_mod.load().local_pg_port}",
         database=args.db_name,
         # Each organisation's role password: PALLIWATCH_GRAFANA_DB_PASSWORD_<ORG>, else the
         # local stack's loopback-only one.
@@ -99,8 +99,8 @@ def register(sub: Any) -> None:
     )
     sp.add_argument(
         "--db-host",
-        default=env("PALLIWATCH_GRAFANA_DB_HOST", f"127.0.0.1:{settings_mod.LOCAL_PG_PORT}"),
-        help="PostgreSQL host:port as Grafana reaches it",
+        default=env("PALLIWATCH_GRAFANA_DB_HOST"),
+        help="PostgreSQL host:port as Grafana reaches it (default: the local stack's)",
     )
     sp.add_argument("--db-name", default=settings_mod.LOCAL_DB_NAME)
     sp.add_argument(

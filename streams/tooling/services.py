@@ -21,6 +21,7 @@ import urllib.request
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from processors import retry
 from schemas.audiences import AUDIT_ROLE, EXACT_GROUP, exact_roles
@@ -29,7 +30,6 @@ from streams.settings import REPO_ROOT, Settings
 
 KAFKA_POM_DIR = REPO_ROOT / "deploy" / "local" / "kafka"
 PROMETHEUS_DIR = REPO_ROOT / "deploy" / "prometheus"
-LOCAL_PROMETHEUS_PORT = 19090
 
 
 class ServiceError(RuntimeError):
@@ -155,14 +155,14 @@ def kafka_cluster_id() -> str:
 
 def kafka_up(settings: Settings, timeout_s: float = 90.0) -> None:
     paths = KafkaPaths(settings.state_dir / "kafka")
-    port, ctl = cfg.LOCAL_KAFKA_PORT, cfg.LOCAL_KAFKA_CONTROLLER_PORT
+    port, ctl = settings.local_kafka_port, settings.local_kafka_controller_port
     if _pid_alive(paths.pid) and port_open("127.0.0.1", port):
         _say(f"Kafka already running on 127.0.0.1:{port}")
         return
     if port_open("127.0.0.1", port):
         raise ServiceError(
             f"port 127.0.0.1:{port} is taken by another process; stop it or point "
-            "PALLIWATCH_KAFKA_BOOTSTRAP at that broker"
+            f"{settings.variable('kafka_bootstrap')} at that broker"
         )
     if shutil.which("java") is None:
         raise ServiceError("java not found: install a JDK 17 (apt-get install openjdk-17-jre)")
@@ -194,7 +194,7 @@ def kafka_up(settings: Settings, timeout_s: float = 90.0) -> None:
         if proc.returncode != 0:
             raise ServiceError(f"Kafka storage format failed:\n{proc.stdout}{proc.stderr}")
     _say(f"starting Kafka on 127.0.0.1:{port} (log: {paths.log})")
-    heap = os.environ.get("PALLIWATCH_KAFKA_HEAP", "768m")
+    heap = settings.kafka_heap
     with paths.log.open("ab") as log_file:
         proc_k = subprocess.Popen(
             [
@@ -306,7 +306,8 @@ def ensure_pg_binaries() -> Path:
     if bindir is None:
         raise ServiceError(
             "PostgreSQL server binaries not found: apt-get install postgresql, or set "
-            "PALLIWATCH_PG_BINDIR, or set PALLIWATCH_DATABASE_URL to use an existing server"
+            f"PALLIWATCH_PG_BINDIR, or set {Settings.variable('database_url')} to use an "
+            "existing server"
         )
     return bindir
 
@@ -331,17 +332,17 @@ def _pg_paths(settings: Settings) -> tuple[Path, Path, Path]:
 
 
 def pg_up(settings: Settings, timeout_s: float = 60.0) -> None:
-    port = cfg.LOCAL_PG_PORT
+    port = settings.local_pg_port
     data, log_path, sock = _pg_paths(settings)
     bindir = ensure_pg_binaries()
     if (data / "postmaster.pid").exists() and port_open("127.0.0.1", port):
         _say(f"PostgreSQL already running on 127.0.0.1:{port}")
-        _pg_bootstrap(bindir, sock, settings)
+        _pg_bootstrap(_Pg(bindir, sock, port), settings)
         return
     if port_open("127.0.0.1", port):
         raise ServiceError(
             f"port 127.0.0.1:{port} is taken by another process; stop it or set "
-            "PALLIWATCH_DATABASE_URL"
+            f"{settings.variable('database_url')}"
         )
     root = data.parent
     root.mkdir(parents=True, exist_ok=True)
@@ -395,7 +396,7 @@ def pg_up(settings: Settings, timeout_s: float = 60.0) -> None:
         raise ServiceError(
             f"PostgreSQL did not start:\n{proc.stdout}{proc.stderr}\n{_tail(log_path)}"
         )
-    _pg_bootstrap(bindir, sock, settings)
+    _pg_bootstrap(_Pg(bindir, sock, port), settings)
     _say("PostgreSQL is ready")
 
 
@@ -403,7 +404,7 @@ def pg_superuser_sql(settings: Settings, sql: str, db: str = "postgres") -> str:
     """Run ``sql`` as the local cluster's superuser (over its socket): what only a superuser
     may do locally (creating roles, handing a database over); tests use it to set up cases."""
     _, _, sock = _pg_paths(settings)
-    return _psql(ensure_pg_binaries(), sock, sql, db=db)
+    return _psql(_Pg(ensure_pg_binaries(), sock, settings.local_pg_port), sql, db=db)
 
 
 def pgaudit_available(bindir: Path) -> bool:
@@ -425,15 +426,23 @@ def pg_access_log_options(bindir: Path) -> str:
     return opts
 
 
-def _psql(bindir: Path, sock: Path, sql: str, db: str = "postgres") -> str:
+class _Pg(NamedTuple):
+    """The local cluster as psql reaches it: binaries, socket directory and port."""
+
+    bindir: Path
+    sock: Path
+    port: int
+
+
+def _psql(pg: _Pg, sql: str, db: str = "postgres") -> str:
     proc = subprocess.run(
         _as_pg_user(
             [
-                str(bindir / "psql"),
+                str(pg.bindir / "psql"),
                 "-h",
-                str(sock),
+                str(pg.sock),
                 "-p",
-                str(cfg.LOCAL_PG_PORT),
+                str(pg.port),
                 "-U",
                 "postgres",
                 "-d",
@@ -452,42 +461,41 @@ def _psql(bindir: Path, sock: Path, sql: str, db: str = "postgres") -> str:
     return proc.stdout.strip()
 
 
-def _pg_role(bindir: Path, sock: Path, role: str, attributes: str) -> None:
+def _pg_role(pg: _Pg, role: str, attributes: str) -> None:
     """Create ``role`` or reset its attributes and local password (idempotent)."""
-    exists = _psql(bindir, sock, f"SELECT 1 FROM pg_roles WHERE rolname = '{role}'")
+    exists = _psql(pg, f"SELECT 1 FROM pg_roles WHERE rolname = '{role}'")
     verb = "ALTER" if exists else "CREATE"
-    _psql(bindir, sock, f"{verb} ROLE {role} {attributes} PASSWORD '{cfg.local_password(role)}'")
+    _psql(pg, f"{verb} ROLE {role} {attributes} PASSWORD '{cfg.local_password(role)}'")
 
 
-def _pg_bootstrap(bindir: Path, sock: Path, settings: Settings | None = None) -> None:
+def _pg_bootstrap(pg: _Pg, settings: Settings | None = None) -> None:
     """The project's database and roles; idempotent. A cluster set up by an earlier version
     (the writer owned the database and every table) is handed over to the owner."""
     o, w, r = cfg.LOCAL_DB_OWNER, cfg.LOCAL_DB_WRITER, cfg.LOCAL_DB_READER
     # The owner runs migrations and may create databases (each integration test makes its
     # own); the writer, the worker's role, gets rows only (`db migrate` grants them).
-    _pg_role(bindir, sock, o, "LOGIN CREATEDB NOCREATEROLE NOSUPERUSER")
-    _pg_role(bindir, sock, w, "LOGIN NOCREATEDB NOCREATEROLE NOSUPERUSER")
-    _pg_role(bindir, sock, r, "LOGIN")
+    _pg_role(pg, o, "LOGIN CREATEDB NOCREATEROLE NOSUPERUSER")
+    _pg_role(pg, w, "LOGIN NOCREATEDB NOCREATEROLE NOSUPERUSER")
+    _pg_role(pg, r, "LOGIN")
     # The owner ends the worker's sessions when a test drops its database (WITH (FORCE)).
-    _psql(bindir, sock, f"GRANT pg_signal_backend TO {o}")
+    _psql(pg, f"GRANT pg_signal_backend TO {o}")
     # The exact layer's readers (schemas/audiences.py): members of one group that holds the
     # grants; row-level security gives each its regions. The audit role marks what pgaudit
     # logs (processors/access.py).
     for group in (EXACT_GROUP, AUDIT_ROLE):
-        if not _psql(bindir, sock, f"SELECT 1 FROM pg_roles WHERE rolname = '{group}'"):
-            _psql(bindir, sock, f"CREATE ROLE {group} NOLOGIN")
+        if not _psql(pg, f"SELECT 1 FROM pg_roles WHERE rolname = '{group}'"):
+            _psql(pg, f"CREATE ROLE {group} NOLOGIN")
     for role in exact_roles():
-        _pg_role(bindir, sock, role, "LOGIN")
-        _psql(bindir, sock, f"GRANT {EXACT_GROUP} TO {role}")
-    if not _psql(bindir, sock, f"SELECT 1 FROM pg_database WHERE datname = '{cfg.LOCAL_DB_NAME}'"):
-        _psql(bindir, sock, f"CREATE DATABASE {cfg.LOCAL_DB_NAME} OWNER {o}")
-    handed_over = _hand_over_from_writer(bindir, sock)
-    _psql(bindir, sock, f"GRANT CONNECT ON DATABASE {cfg.LOCAL_DB_NAME} TO {r}")
+        _pg_role(pg, role, "LOGIN")
+        _psql(pg, f"GRANT {EXACT_GROUP} TO {role}")
+    if not _psql(pg, f"SELECT 1 FROM pg_database WHERE datname = '{cfg.LOCAL_DB_NAME}'"):
+        _psql(pg, f"CREATE DATABASE {cfg.LOCAL_DB_NAME} OWNER {o}")
+    handed_over = _hand_over_from_writer(pg)
+    _psql(pg, f"GRANT CONNECT ON DATABASE {cfg.LOCAL_DB_NAME} TO {r}")
     # The reader's SELECT grants (on the published schema only) come with the migrations;
     # clusters set up by earlier versions granted it public tables by default: take that back.
     _psql(
-        bindir,
-        sock,
+        pg,
         f"ALTER DEFAULT PRIVILEGES FOR ROLE {w} IN SCHEMA public REVOKE SELECT ON TABLES FROM {r}",
         db=cfg.LOCAL_DB_NAME,
     )
@@ -503,26 +511,24 @@ def _pg_bootstrap(bindir: Path, sock: Path, settings: Settings | None = None) ->
                 _say(f"warning: {notice}")
 
 
-def _hand_over_from_writer(bindir: Path, sock: Path) -> list[str]:
+def _hand_over_from_writer(pg: _Pg) -> list[str]:
     """Every database the writer owns, and everything in it, becomes the owner's (REASSIGN
     OWNED, per database). Returns the databases handed over."""
     o, w = cfg.LOCAL_DB_OWNER, cfg.LOCAL_DB_WRITER
     owned = _psql(
-        bindir,
-        sock,
+        pg,
         "SELECT datname FROM pg_database d JOIN pg_roles r ON r.oid = d.datdba "
         f"WHERE r.rolname = '{w}' AND d.datallowconn ORDER BY 1",
     ).split()
     # The demo's database too, if the writer owns anything in it (its objects, not the database).
     if cfg.LOCAL_DB_NAME not in owned and _psql(
-        bindir,
-        sock,
+        pg,
         f"SELECT 1 FROM pg_class WHERE relowner = '{w}'::regrole LIMIT 1",
         db=cfg.LOCAL_DB_NAME,
     ):
         owned.append(cfg.LOCAL_DB_NAME)
     for db in owned:
-        _psql(bindir, sock, f"REASSIGN OWNED BY {w} TO {o}", db=db)
+        _psql(pg, f"REASSIGN OWNED BY {w} TO {o}", db=db)
     return owned
 
 
@@ -542,10 +548,6 @@ def pg_down(settings: Settings) -> None:
 
 
 # ---- Prometheus ----------------------------------------------------------------------------
-
-
-def prometheus_port() -> int:
-    return int(os.environ.get("PALLIWATCH_PROMETHEUS_PORT", LOCAL_PROMETHEUS_PORT))
 
 
 def ensure_prometheus_binary() -> str:
@@ -610,7 +612,7 @@ def start_prometheus(
     if port_open("127.0.0.1", port):
         raise ServiceError(
             f"port 127.0.0.1:{port} is taken by another process; stop it or set "
-            "PALLIWATCH_PROMETHEUS_PORT"
+            f"{Settings.variable('prometheus_port')}"
         )
     config = write_prometheus_config(root, targets)
     log_path = root / "prometheus.log"
@@ -648,7 +650,7 @@ def _prometheus_root(settings: Settings) -> Path:
 
 def prometheus_up(settings: Settings) -> None:
     """Prometheus scraping the local worker (PALLIWATCH_WEB_PORT) with the project's rules."""
-    root, port = _prometheus_root(settings), prometheus_port()
+    root, port = _prometheus_root(settings), settings.prometheus_port
     targets = [f"127.0.0.1:{settings.web_port}"]
     pid_file = root / "prometheus.pid"
     pid = _pid_alive(pid_file)
@@ -673,11 +675,11 @@ def prometheus_down(settings: Settings) -> None:
 
 def up(settings: Settings) -> None:
     if settings.kafka_external:
-        _say(f"using Kafka at {settings.kafka_bootstrap} (PALLIWATCH_KAFKA_BOOTSTRAP)")
+        _say(f"using Kafka at {settings.kafka_bootstrap} ({settings.variable('kafka_bootstrap')})")
     else:
         kafka_up(settings)
     if settings.database_external:
-        _say("using PostgreSQL from PALLIWATCH_DATABASE_URL")
+        _say(f"using PostgreSQL from {settings.variable('database_url')}")
     else:
         pg_up(settings)
     prometheus_up(settings)
@@ -702,4 +704,8 @@ def status(settings: Settings) -> dict[str, bool]:
         db_ok = True
     except DatabaseUnavailable:
         db_ok = False
-    return {"kafka": kafka_ok, "postgres": db_ok, "prometheus": prometheus_ready(prometheus_port())}
+    return {
+        "kafka": kafka_ok,
+        "postgres": db_ok,
+        "prometheus": prometheus_ready(settings.prometheus_port),
+    }
