@@ -6,7 +6,9 @@
   transactions too (``_idempotent_settings``);
 - readers of its consumer's bookkeeping: consumer lag (``observe_lag``, into the collectors of
   processors/metrics.py), records not read yet (``unread``), records delivered to a stream and
-  not yet taken (``waiting``).
+  not yet taken (``waiting``), and whether the first table recovery finished
+  (``recovery_completed``, for /health);
+- its aiohttp web driver without its own pages (``PagelessWeb``, streams/web.py).
 
 ``apply`` is called by streams/worker.py when the worker starts, before the app's consumer or
 producer exist; never on import (tests/test_faust_fixes.py compares Faust's originals).
@@ -41,6 +43,7 @@ from typing import Any
 from faust.exceptions import NotReady
 from faust.transport import consumer as faust_consumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.web.drivers import aiohttp as aiohttp_driver
 
 from processors import metrics
 
@@ -202,3 +205,25 @@ def waiting(stream: Any) -> int:
         return int(stream.channel.queue.qsize())
     except Exception:
         return 0
+
+
+def recovery_completed(app: Any) -> bool:
+    """The TableManager's Recovery service (faust.tables.recovery) sets ``completed`` once the
+    first assignment's tables are restored and never clears it (the type stubs omit it)."""
+    return bool(app.tables.recovery.completed.is_set())
+
+
+def web_built(app: Any) -> bool:
+    """Whether ``app.web`` (a cached property of faust.App) was built already."""
+    return "web" in vars(app)
+
+
+class PagelessWeb(aiohttp_driver.Web):
+    """Faust's aiohttp server without any of Faust's own pages: only those added with
+    ``app.page`` (streams/web.py adds /metrics and /health). The driver's blueprint lists are
+    class attributes, emptied here."""
+
+    default_blueprints = ()
+    production_blueprints = ()
+    debug_blueprints = ()
+    optional_blueprints = ()

@@ -33,11 +33,12 @@ probe read the status code.
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any, cast
+from typing import Any
 
 import faust
-from faust.web.drivers import aiohttp as aiohttp_driver
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+
+from streams import faust_compat
 
 METRICS_PATH = "/metrics"
 HEALTH_PATH = "/health"
@@ -51,16 +52,6 @@ FAUST_PAGES_OFF = {
     "web_graph_enabled": False,
     "web_metrics_enabled": False,
 }
-
-
-class Web(aiohttp_driver.Web):
-    """Faust's aiohttp server without any of Faust's own pages: only those added with
-    ``app.page`` (install() adds /metrics and /health)."""
-
-    default_blueprints = ()
-    production_blueprints = ()
-    debug_blueprints = ()
-    optional_blueprints = ()
 
 
 def app_settings(*, bind: str, port: int) -> dict[str, Any]:
@@ -80,10 +71,7 @@ def health(app: faust.App) -> tuple[int, dict[str, Any]]:
     body: dict[str, Any] = {"app_id": app.conf.id}
     if app.should_stop:
         return 503, {**body, "status": "stopping", "detail": "the worker is shutting down"}
-    # The TableManager's Recovery service (faust.tables.recovery): `completed` is set once the
-    # first assignment's tables are restored and never cleared (the type stubs omit it).
-    recovery = cast(Any, app.tables).recovery
-    if not recovery.completed.is_set():
+    if not faust_compat.recovery_completed(app):
         return 503, {
             **body,
             "status": "starting",
@@ -111,12 +99,12 @@ def health(app: faust.App) -> tuple[int, dict[str, Any]]:
 
 def install(app: faust.App) -> None:
     """Give ``app`` the Web above with /metrics and /health, before anything builds Faust's."""
-    if "web" in vars(app):
+    if faust_compat.web_built(app):
         raise RuntimeError(
             "app.web was built before streams.web.install(app): call install right after "
             "faust.App(...), before any @app.page"
         )
-    app.web = Web(app)
+    app.web = faust_compat.PagelessWeb(app)
 
     @app.page(METRICS_PATH)
     async def prometheus_metrics(view: faust.web.View, request: faust.web.Request) -> Any:
