@@ -16,11 +16,11 @@ from __future__ import annotations
 from typing import Any
 
 import faust
-from aiokafka.partitioner import murmur2
 
 from processors.flow import SETTLE_BATCH
 from schemas import topics
 from streams import kafka_clients, web
+from streams.faust_compat import ScopeTable, SourceKeyedTable, key_partition
 from streams.settings import load
 
 settings = load()
@@ -82,33 +82,6 @@ scope_topic = _topic(topics.SCOPE_DELTAS, maxsize=256)
 dead_letter_topic = _topic(topics.DEAD_LETTER)
 
 
-def key_partition(key: bytes, partitions: int) -> int:
-    """The partition Kafka's default partitioner gives a key (murmur2, as aiokafka and
-    kafka-python compute it)."""
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
-
-
-class SourceKeyedTable(faust.Table):
-    """A table whose changelog record for a key goes to the partition its *source* records are
-    in, computed here rather than by the producer. A worker then restores exactly the state of
-    the partitions it owns, and a table write never asks the producer for the changelog topic's
-    metadata (an aiokafka producer that has not seen that topic yet fails the write with a
-    TypeError: seen once in four starts on a brand-new broker)."""
-
-    def source_key(self, key: bytes) -> bytes:
-        return key
-
-    def partition_for_key(self, key: Any) -> int:
-        return key_partition(self.source_key(bytes(key)), self.partitions or settings.partitions)
-
-
-class ScopeTable(SourceKeyedTable):
-    """A table whose keys start with ``<scope>|`` and live in their scope's partition."""
-
-    def source_key(self, key: bytes) -> bytes:
-        return key.split(b"|", 1)[0]
-
-
 def _table(name: str, cls: type[SourceKeyedTable] = SourceKeyedTable) -> Any:
     return app.tables.add(
         cls(
@@ -142,4 +115,4 @@ lag_sources = {
     for name in topic.topics
 }
 
-__all__ = ["app", "people", "scope_months"]
+__all__ = ["app", "key_partition", "people", "scope_months"]

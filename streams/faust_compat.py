@@ -8,7 +8,9 @@
   processors/metrics.py), records not read yet (``unread``), records delivered to a stream and
   not yet taken (``waiting``), and whether the first table recovery finished
   (``recovery_completed``, for /health);
-- its aiohttp web driver without its own pages (``PagelessWeb``, streams/web.py).
+- its aiohttp web driver without its own pages (``PagelessWeb``, streams/web.py);
+- tables whose changelog partition comes from their source key (``SourceKeyedTable``,
+  ``ScopeTable``; streams/app.py), with aiokafka's partitioner (``key_partition``).
 
 ``apply`` is called by streams/worker.py when the worker starts, before the app's consumer or
 producer exist; never on import (tests/test_faust_fixes.py compares Faust's originals).
@@ -40,6 +42,8 @@ import importlib.metadata
 from collections.abc import Container, Mapping
 from typing import Any
 
+import faust
+from aiokafka.partitioner import murmur2
 from faust.exceptions import NotReady
 from faust.transport import consumer as faust_consumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
@@ -227,3 +231,33 @@ class PagelessWeb(aiohttp_driver.Web):
     production_blueprints = ()
     debug_blueprints = ()
     optional_blueprints = ()
+
+
+def key_partition(key: bytes, partitions: int) -> int:
+    """The partition Kafka's default partitioner gives a key (murmur2, as aiokafka and
+    kafka-python compute it)."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+class SourceKeyedTable(faust.Table):
+    """A table whose changelog record for a key goes to the partition its *source* records are
+    in, computed here rather than by the producer. A worker then restores exactly the state of
+    the partitions it owns, and a table write never asks the producer for the changelog topic's
+    metadata (an aiokafka producer that has not seen that topic yet fails the write with a
+    TypeError: seen once in four starts on a brand-new broker). ``partition_for_key`` is the hook
+    faust.Table's changelog writes call (faust/tables/base.py)."""
+
+    def source_key(self, key: bytes) -> bytes:
+        return key
+
+    def partition_for_key(self, key: Any) -> int:
+        return key_partition(
+            self.source_key(bytes(key)), self.partitions or self.app.conf.topic_partitions
+        )
+
+
+class ScopeTable(SourceKeyedTable):
+    """A table whose keys start with ``<scope>|`` and live in their scope's partition."""
+
+    def source_key(self, key: bytes) -> bytes:
+        return key.split(b"|", 1)[0]
