@@ -23,15 +23,8 @@ from typing import Any
 import orjson
 import pytest
 
-from schemas.topics import (
-    CONTRACT_TOPICS,
-    DEATH_SURVEYS,
-    OFFICIAL_DEATHS,
-    POPULATION,
-    TARGETS,
-    UNIT_EVENTS,
-    TopicSpec,
-)
+from schemas import topics
+from schemas.topics import DEATH_SURVEYS, OFFICIAL_DEATHS, POPULATION, TARGETS, UNIT_EVENTS
 from streams.settings import Settings, child_env
 from streams.tooling.producer import make_producer, send_records
 from tests.conftest import TEST_AS_OF, Isolated, WorkerProcess, wait_for
@@ -210,7 +203,7 @@ def test_two_workers_share_partitions_and_the_survivor_takes_over(
 # ---- 3. poison messages --------------------------------------------------------------------
 
 
-def _wrong_types(spec: TopicSpec, record: dict[str, Any]) -> dict[str, Any]:
+def _wrong_types(spec: topics.TopicSpec, record: dict[str, Any]) -> dict[str, Any]:
     field, bad = {
         DEATH_SURVEYS.name: ("age_years", "seventy"),
         UNIT_EVENTS.name: ("beds", "many"),
@@ -221,7 +214,7 @@ def _wrong_types(spec: TopicSpec, record: dict[str, Any]) -> dict[str, Any]:
     return {**record, field: bad}
 
 
-def _unknown_code(spec: TopicSpec, record: dict[str, Any]) -> dict[str, Any]:
+def _unknown_code(spec: topics.TopicSpec, record: dict[str, Any]) -> dict[str, Any]:
     if spec is POPULATION:
         return {**record, "municipality_code": "9999"}
     if spec is TARGETS:
@@ -229,7 +222,9 @@ def _unknown_code(spec: TopicSpec, record: dict[str, Any]) -> dict[str, Any]:
     return {**record, "region_code": "99"}
 
 
-def _with_identity_number(spec: TopicSpec, record: dict[str, Any], pnr: str) -> dict[str, Any]:
+def _with_identity_number(
+    spec: topics.TopicSpec, record: dict[str, Any], pnr: str
+) -> dict[str, Any]:
     field = {
         DEATH_SURVEYS.name: "unit_id",
         UNIT_EVENTS.name: "name",
@@ -240,7 +235,7 @@ def _with_identity_number(spec: TopicSpec, record: dict[str, Any], pnr: str) -> 
     return {**record, field: f"see {pnr}"}
 
 
-def _template(spec: TopicSpec, tag: str) -> dict[str, Any]:
+def _template(spec: topics.TopicSpec, tag: str) -> dict[str, Any]:
     """A valid record of the topic that the history never holds (its own key)."""
     if spec is DEATH_SURVEYS:
         return survey(f"poison-{tag}", person(f"poison-{tag}"))
@@ -264,7 +259,7 @@ def _template(spec: TopicSpec, tag: str) -> dict[str, Any]:
             "source": "poison"}  # fmt: skip
 
 
-def _poison(spec: TopicSpec, pnr: str) -> list[tuple[bytes | None, bytes | None, str]]:
+def _poison(spec: topics.TopicSpec, pnr: str) -> list[tuple[bytes | None, bytes | None, str]]:
     """(key, value, expected dead-letter reason) for every kind of poison on one topic."""
     name = spec.name.split(".")[1]
 
@@ -291,12 +286,12 @@ def _poison(spec: TopicSpec, pnr: str) -> list[tuple[bytes | None, bytes | None,
 
 
 def _interleave(
-    spec: TopicSpec,
+    spec: topics.TopicSpec,
     records: list[dict[str, Any]],
     poison: list[tuple[bytes | None, bytes | None, str]],
-) -> list[tuple[TopicSpec, bytes | None, bytes | None, str | None]]:
+) -> list[tuple[topics.TopicSpec, bytes | None, bytes | None, str | None]]:
     """The topic's valid records with the poison spread evenly between them (valid ones last)."""
-    out: list[tuple[TopicSpec, bytes | None, bytes | None, str | None]] = []
+    out: list[tuple[topics.TopicSpec, bytes | None, bytes | None, str | None]] = []
     gap = len(records) // (len(poison) + 1)
     pending = list(poison)
     for i, r in enumerate(records):
@@ -325,7 +320,7 @@ def test_poison_messages_on_every_contract_topic_never_stop_processing(
         for spec in (POPULATION, UNIT_EVENTS, OFFICIAL_DEATHS, TARGETS, DEATH_SURVEYS)
         for item in _interleave(spec, valid[spec.name], _poison(spec, pnr))
     ]
-    assert {spec.name for spec, *_ in stream} == {t.name for t in CONTRACT_TOPICS}
+    assert {spec.name for spec, *_ in stream} == {t.name for t in topics.CONTRACT_TOPICS}
 
     producer = make_producer(s)
     futures = [
@@ -339,7 +334,7 @@ def test_poison_messages_on_every_contract_topic_never_stop_processing(
         if reason is not None:
             expected[(meta.topic, meta.partition, meta.offset)] = reason
     producer.close()
-    assert len(expected) == sum(len(_poison(t, pnr)) for t in CONTRACT_TOPICS)
+    assert len(expected) == sum(len(_poison(t, pnr)) for t in topics.CONTRACT_TOPICS)
 
     # Processing went on past every poison record: the table equals the oracle of the valid ones.
     wait_equal(isolated, oracle_of(h, TEST_AS_OF), worker, timeout=240)
