@@ -13,7 +13,7 @@ the scope-deltas topic, so a worker restores exactly the state of the scopes it 
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterable, Iterator, MutableMapping
+from collections.abc import Callable, Generator, Iterable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -203,17 +203,22 @@ class Aggregator:
         self.changed.add(f"{scope}|{month}".encode())
         self._touch(scope, month, None)
 
-    def apply_structure(self, position: int, message: dict[str, Any]) -> None:
+    def apply_unit(self, position: int, event: dict[str, Any]) -> None:
+        """A unit event (schemas.models.UnitEvent, dumped) at offset ``position``."""
+        self._apply_structure(position, lambda st: structure_add_unit(st, event))
+
+    def apply_population(self, position: int, municipality: str, year: int, people: int) -> None:
+        self._apply_structure(
+            position, lambda st: structure_add_population(st, municipality, year, people)
+        )
+
+    def _apply_structure(self, position: int, add: Callable[[dict[str, Any]], str | None]) -> None:
         st = self.structure()
         if position <= st["offset"]:
             self.redelivered += 1
             month = st["first_month"]
-        elif message["kind"] == "unit":
-            month = structure_add_unit(st, message["event"])
         else:
-            month = structure_add_population(
-                st, message["municipality_code"], int(message["year"]), int(message["population"])
-            )
+            month = add(st)
         st["offset"] = max(st["offset"], position)
         self.changed.add(f"{NATION}|{STRUCTURE}".encode())
         if month is None:

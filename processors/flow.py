@@ -108,7 +108,7 @@ ScopeMessage = SurveyDeltas | OfficialDeaths | UnitEvent | Population | Tick
 
 
 def as_dict(message: ScopeMessage) -> dict[str, Any]:
-    """The message as its wire JSON object (also what ``Aggregator.apply_structure`` reads)."""
+    """The message as its wire JSON object."""
     match message:
         case SurveyDeltas(deltas, None):
             return {"kind": "survey", "d": deltas}
@@ -159,8 +159,15 @@ def apply(agg: Aggregator, scope: str, position: int, message: ScopeMessage) -> 
             agg.apply_official(scope, msg["region_code"], msg["month"], msg["deaths"])
         case Tick(as_of):
             agg.tick(scope, as_of)
-        case UnitEvent() | Population():
-            agg.apply_structure(position, as_dict(message))
+        case UnitEvent(event):
+            agg.apply_unit(position, event)
+        case Population(record):
+            agg.apply_population(
+                position,
+                record["municipality_code"],
+                int(record["year"]),
+                int(record["population"]),
+            )
 
 
 def chunks(items: Sequence[Any], size: int) -> list[list[Any]]:
