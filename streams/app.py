@@ -20,7 +20,7 @@ import faust
 from processors.flow import SETTLE_BATCH
 from schemas import topics
 from streams import kafka_clients, web
-from streams.faust_compat import ScopeTable, SourceKeyedTable, key_partition
+from streams.faust_compat import ScopeTable, SourceKeyedTable
 from streams.settings import load
 
 settings = load()
@@ -115,4 +115,4 @@ lag_sources = {
     for name in topic.topics
 }
 
-__all__ = ["app", "key_partition", "people", "scope_months"]
+__all__ = ["app", "people", "scope_months"]

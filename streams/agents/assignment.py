@@ -10,7 +10,8 @@ from processors import flow
 from schemas import topics
 from streams import faust_compat
 from streams.agents.effects import in_hand
-from streams.app import app, key_partition, lag_sources, scope_topic, settings
+from streams.app import app, lag_sources, scope_topic, settings
+from streams.faust_compat import key_partition
 
 
 class Assignment:

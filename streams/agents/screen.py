@@ -12,8 +12,9 @@ from processors.validation import DeadLetter, canonical, parse
 from schemas import topics
 from schemas.models import DeathSurvey
 from streams.agents.effects import in_hand, send_dead_letter, source
-from streams.app import app, by_person_topic, contract_topics, key_partition, settings, valid_topics
+from streams.app import app, by_person_topic, contract_topics, settings, valid_topics
 from streams.failures import guarded, inject, internal_error
+from streams.faust_compat import key_partition
 
 
 def _make_screen(spec: topics.TopicSpec) -> Any:
