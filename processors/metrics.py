@@ -21,6 +21,10 @@ STALE_REVISIONS = Counter(
 INDICATOR_ROWS = Counter(
     "palliwatch_indicator_rows_written_total", "Indicator rows upserted into the database"
 )
+INDICATOR_ROWS_UNCHANGED = Counter(
+    "palliwatch_indicator_rows_unchanged_total",
+    "Indicator rows evaluated with the values last written, so not written again",
+)
 ROWS_WRITTEN = Counter(
     "palliwatch_rows_written_total", "Rows merged into the database, per table", ["table"]
 )

@@ -20,6 +20,7 @@ from processors import flow
 from processors.aggregate import Aggregator
 from processors.catalogue import Catalogue, default_catalogue
 from processors.core import IndicatorValue
+from processors.written import Written
 from tests.keys import KEYS
 
 Key = tuple[str, str, str, str, str, date]
@@ -34,6 +35,9 @@ class EngineSim:
         self.table: dict[bytes, bytes] = {}
         self.agg = Aggregator(self.table, self.cat)
         self.rows: dict[Key, IndicatorValue] = {}
+        # As the worker: only rows whose values changed are written (processors/written.py).
+        self.written = Written()
+        self.rows_skipped = 0
         self.structure_position = 0
         self.headline_rows = 0
 
@@ -101,6 +105,10 @@ class EngineSim:
         for v in headline:
             assert by_key.get(v.key) == v, f"headline row {v.key} differs from the full row"
         self.headline_rows += len(headline)
-        for v in full:
-            self.rows[v.key] = v
+        for rows in (headline, full):
+            fresh, marks = self.written.changed(rows)
+            self.rows_skipped += len(rows) - len(fresh)
+            for v in fresh:
+                self.rows[v.key] = v
+            self.written.mark(marks)
         self.agg.commit()

@@ -10,7 +10,9 @@ from typing import Any
 
 from processors import flow, metrics
 from processors.aggregate import Aggregator
+from processors.core import IndicatorValue
 from processors.engine import NATION
+from processors.written import Written
 from streams import faust_compat
 from streams.agents.assignment import assignment, backlog
 from streams.agents.effects import catalogue, observe, write_indicators
@@ -20,11 +22,23 @@ from streams.failures import guarded, inject
 STAGE = "aggregate_scopes"
 
 
+async def write_changed(
+    written: Written, rows: list[IndicatorValue], official: list[flow.OfficialRow]
+) -> None:
+    """Rows whose values differ from what this worker last wrote (processors/written.py),
+    marked once durable."""
+    fresh, marks = written.changed(rows)
+    metrics.INDICATOR_ROWS_UNCHANGED.inc(len(rows) - len(fresh))
+    await write_indicators(fresh, official)
+    written.mark(marks)
+
+
 @app.agent(scope_topic)
 @guarded(STAGE)
 async def aggregate_scopes(stream: Any) -> None:
     agg = Aggregator(scope_months, catalogue())
     plan = flow.Schedule()
+    written = Written()
     official_rows: list[flow.OfficialRow] = []
     seen = assignment.generation
     # The evaluation date comes from the clock's ticks (one source for every worker); before
@@ -37,6 +51,7 @@ async def aggregate_scopes(stream: Any) -> None:
             seen = assignment.generation
             plan.drop()
             agg.forget([scope for scope in flow.ALL_SCOPES if assignment.owns(scope)])
+            written.forget()
         for event in events:
             scope = event.key.decode()
             if not assignment.owns(scope):
@@ -62,7 +77,7 @@ async def aggregate_scopes(stream: Any) -> None:
         behind = backlog()
         if plan.headline_due(bool(agg.fresh), behind):
             with metrics.EVALUATION_SECONDS.labels("headline").time():
-                await write_indicators(agg.evaluate_headline(as_of), official_rows)
+                await write_changed(written, agg.evaluate_headline(as_of), official_rows)
             official_rows = []
             observe(metrics.PROCESSING_LATENCY, plan.headline_written())
         plan.start_if_due(time.monotonic(), agg.has_work(), behind, agg.scopes_with_work)
@@ -82,7 +97,7 @@ async def aggregate_scopes(stream: Any) -> None:
             if rows is None:  # the scope is done and its rows durable
                 agg.commit()  # its pending marks, cleared
                 continue
-            writing = asyncio.ensure_future(write_indicators(rows, official_rows))
+            writing = asyncio.ensure_future(write_changed(written, rows, official_rows))
             official_rows = []
             await asyncio.sleep(0)  # let the write send its batch before computing the next
         if writing is not None:
