@@ -19,6 +19,9 @@ from datetime import date, timedelta
 from functools import lru_cache
 from typing import Any
 
+import numpy as np
+
+from processors import columnar
 from processors.catalogue import (
     OFFICIAL_KINDS,
     ROLLING_DAYS,
@@ -41,7 +44,6 @@ from processors.disclosure import (
     count_figures,
     public_coverage,
     public_received,
-    public_share,
     public_unmet_share,
 )
 from schemas.codes import municipalities, municipalities_by_region, regions
@@ -246,8 +248,26 @@ def periods_for_changes(
     out: set[Period] = set()
     for m in months:
         out.update(calendar_periods_of_month(m, as_of_month))
-    for d in days:
-        out.update(day_window_ends(d, as_of, cat))
+    out.update(day_windows_ends(days, as_of, cat))
+    return out
+
+
+def day_windows_ends(days: Iterable[date], as_of: date, cat: Catalogue) -> set[Period]:
+    """The union of ``day_window_ends`` over ``days``, each window end made once: the ends
+    holding a day form one run of dates per window length, and runs of nearby days overlap
+    (a backfill touches hundreds of days, each in up to 365 windows of a length)."""
+    lo = (as_of - timedelta(days=cat.settled_after_days)).toordinal()
+    top = as_of.toordinal()
+    ordinals = sorted({d.toordinal() for d in days})
+    out: set[Period] = set()
+    for ptype, n in ROLLING_DAYS.items():
+        ends: set[int] = set()
+        reached = lo - 1  # ends up to here are in ``ends`` already
+        for d in ordinals:
+            first, last = max(d, lo, reached + 1), min(d + n - 1, top)
+            ends.update(range(first, last + 1))
+            reached = max(reached, last)
+        out.update((ptype, date.fromordinal(e)) for e in ends)
     return out
 
 
@@ -434,27 +454,28 @@ def _nowcast(
 
 def _day_prefix(
     view: ScopeView, first: date, last: date, width: int
-) -> tuple[list[date], list[Vector]]:
-    """Touched days in [first, last] in order, and prefix sums of their vectors (so a window's
-    total is a difference of two prefixes, not a sum over up to 365 days)."""
-    days: list[tuple[date, Vector]] = []
+) -> tuple[np.ndarray, np.ndarray]:
+    """Ordinals of the touched days in [first, last], in order, and prefix sums of their
+    vectors (so a window's total is a difference of two prefixes, not a sum over up to 365
+    days): (days,), (days + 1, counters)."""
+    days: list[tuple[int, Vector]] = []
+    lo, hi = first.toordinal(), last.toordinal()
     m = first.strftime("%Y-%m")
     end_month = last.strftime("%Y-%m")
     while m <= end_month:
         sm = view.months.get(m)
         if sm:
-            y, mo = int(m[:4]), int(m[5:7])
+            base = month_first_day(m).toordinal() - 1
             for dd, vec in sm["days"].items():
-                d = date(y, mo, int(dd))
-                if first <= d <= last:
+                d = base + int(dd)
+                if lo <= d <= hi:
                     days.append((d, vec))
         m = add_months(m, 1)
     days.sort(key=lambda x: x[0])
-    prefix = [[0] * width]
-    for _, vec in days:
-        prev = prefix[-1]
-        prefix.append([a + b for a, b in zip(prev, vec, strict=True)])
-    return [d for d, _ in days], prefix
+    prefix = np.zeros((len(days) + 1, width), dtype=np.int64)
+    if days:
+        prefix[1:] = np.cumsum(np.array([v for _, v in days], dtype=np.int64), axis=0)
+    return np.array([d for d, _ in days], dtype=np.int64), prefix
 
 
 def evaluate_scope(
@@ -465,9 +486,8 @@ def evaluate_scope(
     total_only: bool = False,
 ) -> list[IndicatorValue]:
     """Every row of one scope for the requested periods (rows exist only where data does);
-    ``total_only``: only breakdown ``all`` (the headline rows, computed first in live traffic)."""
-    from bisect import bisect_left, bisect_right
-
+    ``total_only``: only breakdown ``all`` (the headline rows, computed first in live traffic).
+    Share rows are computed a column at a time (processors/columnar.py)."""
     width = len(cat.counters())
     index = {name: i for i, name in enumerate(cat.counters())}
     stype = view.scope_type
@@ -488,91 +508,74 @@ def evaluate_scope(
             if ptype in i.periods and stype in cat.scopes_for(i, ptype)
         ]  # fmt: skip
     out: list[IndicatorValue] = []
+    block = columnar.ShareRows(scope)
     window = cat.registration_window_days
 
     day_periods = [p for p in periods if p[0] in ROLLING_DAYS and shares[p[0]]]
     if day_periods:
         first = min(period_start(p, e) for p, e in day_periods)
         last = max(e for _, e in day_periods)
-        days, prefix = _day_prefix(view, first, last, width)
-        for ptype, end in day_periods:
-            start = period_start(ptype, end)
-            i, j = bisect_left(days, start), bisect_right(days, end)
-            if i == j:
-                continue
-            lo, hi = prefix[i], prefix[j]
-            complete = (as_of - end).days > window
+        ordinals, prefix = _day_prefix(view, first, last, width)
+        for ptype in sorted({p for p, _ in day_periods}):
+            ends = [e for p, e in day_periods if p == ptype]
+            sums, touched = columnar.day_sums(
+                ordinals, prefix, [period_start(ptype, e) for e in ends], ends
+            )
+            at = np.flatnonzero(touched)
+            chosen = [ends[k] for k in at.tolist()]
+            starts = [period_start(ptype, e) for e in chosen]
+            complete = [(as_of - e).days > window for e in chosen]
+            zeros = np.zeros(len(chosen), dtype=np.int64)
             for ind, ni, di, _ in shares[ptype]:
-                num, den = hi[ni] - lo[ni], hi[di] - lo[di]
                 # Daily windows are exact-layer only: no public figures.
-                out.append(_share(ind, scope, TOTAL, ptype, start, end, num, den, complete))
+                counts = np.stack([sums[at, ni], sums[at, di], zeros, zeros], axis=1)
+                block.add(ind.id, ind.min_n, ptype, [TOTAL] * len(chosen), starts, chosen,
+                          complete, counts, public=False)  # fmt: skip
 
+    calendar = [
+        p for p in periods if p[0] not in ROLLING_DAYS and (shares[p[0]] or officials[p[0]])
+    ]
+    if not calendar:
+        return block.rows()
+    spans = {p: period_months(*p) for p in calendar}
+    edges = [m for months in spans.values() for m in (months[0], months[-1])]
+    cube = columnar.MonthCube.build(view.months, edges, width, TOTAL if total_only else None)
+    total_at = cube.labels.index(TOTAL) if TOTAL in cube.labels else None
     cdf: list[float] | None = None
     cdf_done = False
-    for ptype, end in periods:
-        if ptype in ROLLING_DAYS:
+    for ptype in sorted({p for p, _ in calendar}):
+        group = [p for p in calendar if p[0] == ptype]
+        sums, seen, present = cube.window(
+            [spans[p][0] for p in group], [spans[p][-1] for p in group]
+        )
+        starts = [month_first_day(spans[p][0]) for p in group]
+        complete = [(as_of - e).days > window for _, e in group]
+        for ind, ni, di, dims in shares[ptype]:
+            allowed = np.array(
+                [label == TOTAL or label.split(":", 1)[0] in dims for label in cube.labels],
+                dtype=bool,
+            )
+            at, li = np.nonzero(seen & allowed)
+            ats, lis = at.tolist(), li.tolist()
+            counts = sums[at, li][:, [ni, di, width + ni, width + di]]
+            block.add(ind.id, ind.min_n, ptype, [cube.labels[k] for k in lis],
+                      [starts[k] for k in ats], [group[k][1] for k in ats],
+                      [complete[k] for k in ats], counts, public=True)  # fmt: skip
+        if not officials[ptype]:
             continue
-        shares_here, officials_here = shares[ptype], officials[ptype]
-        if not shares_here and not officials_here:
-            continue
-        all_months = period_months(ptype, end)
-        months = [m for m in all_months if m in view.months]
-        if not months:
-            continue
-        start = month_first_day(all_months[0])
-        complete = (as_of - end).days > window
-        labels: dict[str, Vector] = {}
-        for m in months:
-            cells = view.months[m]["cells"]
-            if total_only:
-                cells = {TOTAL: cells[TOTAL]} if TOTAL in cells else {}
-            for label, vec in cells.items():
-                cur = labels.get(label)
-                if cur is None:
-                    labels[label] = list(vec)
-                else:
-                    labels[label] = [a + b for a, b in zip(cur, vec, strict=True)]
-        for ind, ni, di, dims in shares_here:
-            for label, vec in labels.items():
-                if label == TOTAL or label.split(":", 1)[0] in dims:
-                    row = _share(ind, scope, label, ptype, start, end, vec[ni], vec[di], complete)
-                    row.set_public(public_share(vec[ni], vec[di], vec[width + ni],
-                                                vec[width + di], ind.min_n))  # fmt: skip
-                    out.append(row)
-        if not officials_here:
-            continue
-        official = sum(view.official(m) for m in months)
-        total = labels.get(TOTAL, [0] * (2 * width))
-        for ind in officials_here:
-            if ind.kind == "coverage" and not cdf_done:
-                cdf, cdf_done = delay_distribution(view, as_of, cat), True
-            out.append(
-                _official_row(ind, scope, (ptype, end), total, official, index, as_of, cat, view,
-                              cdf)
-            )  # fmt: skip
-    return out
-
-
-def _share(
-    ind: Indicator,
-    scope: tuple[str, str],
-    label: str,
-    ptype: str,
-    start: date,
-    end: date,
-    num: int,
-    den: int,
-    complete: bool,
-) -> IndicatorValue:
-    """A share row, built directly: this is the engine's innermost loop."""
-    if den < ind.min_n:
-        return IndicatorValue(ind.id, scope[0], scope[1], ptype, start, end, None, None, None,
-                              None, True, None, None, label, complete, None)  # fmt: skip
-    ci = _interval(num, den)
-    return IndicatorValue(
-        ind.id, scope[0], scope[1], ptype, start, end, num / den, num, den, den, False,
-        None if ci is None else ci[0], None if ci is None else ci[1], label, complete, None,
-    )  # fmt: skip
+        for k, period in enumerate(group):
+            if not present[k]:
+                continue
+            official = sum(view.official(m) for m in spans[period] if m in view.months)
+            total = [0] * (2 * width) if total_at is None else sums[k, total_at].tolist()
+            for ind in officials[ptype]:
+                if ind.kind == "coverage" and not cdf_done:
+                    cdf, cdf_done = delay_distribution(view, as_of, cat), True
+                out.append(
+                    _official_row(ind, scope, period, total, official, index, as_of, cat, view,
+                                  cdf)
+                )  # fmt: skip
+    return block.rows() + out
 
 
 def _official_row(

@@ -52,11 +52,18 @@ def test_storage_bench_runs_at_a_tiny_size(request: pytest.FixtureRequest, backe
 def test_pipeline_bench_runs_at_a_tiny_size(
     local_stack: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """As `palliwatch bench pipeline` runs on the local stack: no secret in the environment
-    (its worker, with a database of its own, must be given the local one)."""
+    """As `palliwatch bench pipeline --profile` runs on the local stack: no secret in the
+    environment (its worker, with a database of its own, must be given the local one), and the
+    worker's CPU by stage from py-spy."""
     from streams.tooling.bench_pipeline import bench_pipeline
 
     monkeypatch.delenv("PALLIWATCH_CELL_KEY_SECRET")
     base = local_stack.replace(cell_key_secret=b"", state_dir=tmp_path)
-    results = bench_pipeline(base, surveys=300, months=3, live_seconds=3.0, rate=20.0)
+    results = bench_pipeline(base, surveys=300, months=3, live_seconds=3.0, rate=20.0, profile=True)
     assert results["backfill_surveys_per_s"] > 0, results
+    stages = results["backfill_us_per_survey_by_stage"]
+    assert stages["total"] > 0, stages
+    # The stages found are ours, and they share out the total (rounding aside).
+    assert sum(v for k, v in stages.items() if k != "total") == pytest.approx(
+        stages["total"], rel=0.01
+    )

@@ -47,6 +47,7 @@ from processors.engine import (
     apply_survey_delta,
     contribution,
     day_window_ends,
+    day_windows_ends,
     layouts,
     new_scope_month,
     periods_for_changes,
@@ -527,6 +528,20 @@ def test_day_window_ends_are_exactly_the_open_windows_holding_the_day(
         start, end = bounds(ptype, e)
         assert start <= day <= end
     assert want <= periods_for_changes([], [day], as_of, cat)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(st.dates(date(2024, 6, 1), date(2027, 6, 30)), max_size=40),
+    st.dates(date(2025, 6, 1), date(2027, 6, 30)),
+)
+@example([date(2026, 5, 13), date(2026, 5, 14), AS_OF], AS_OF)
+def test_the_window_ends_of_many_days_are_the_union_of_each_days(
+    days: list[date], as_of: date
+) -> None:
+    """day_windows_ends (runs of ends merged) = the union of day_window_ends, day by day."""
+    want = {p for d in days for p in day_window_ends(d, as_of, FULL)}
+    assert day_windows_ends(days, as_of, FULL) == want
 
 
 def _group(prefix: str, n: int, day: date, region: str) -> st.SearchStrategy[list[DeathSurvey]]:

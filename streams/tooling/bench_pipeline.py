@@ -108,6 +108,12 @@ def _rss_kib(pid: int, field: str) -> int:
     return 0
 
 
+def _cpu_seconds(pid: int) -> float:
+    from streams.tooling.profile import cpu_seconds
+
+    return cpu_seconds(pid)
+
+
 def _group_done(s: Settings, topics: list[str]) -> bool:
     """Has the worker's consumer group committed every partition of ``topics`` to its end?"""
     from kafka import TopicPartition
@@ -176,8 +182,16 @@ def _quantile(q: float, before: list[tuple[float, float]], after: list[tuple[flo
 
 
 def bench_pipeline(
-    base: Settings, surveys: int, months: int, live_seconds: float, rate: float, seed: int = 17
+    base: Settings,
+    surveys: int,
+    months: int,
+    live_seconds: float,
+    rate: float,
+    seed: int = 17,
+    profile: bool = False,
 ) -> dict[str, Any]:
+    """``profile``: sample the worker with py-spy through the backfill and report its CPU by
+    stage, in µs per survey (streams/tooling/profile.py)."""
     from streams.tooling.producer import make_producer, send_records
     from streams.tooling.simulator import (
         SurveyFactory,
@@ -219,7 +233,14 @@ def bench_pipeline(
             stdout=log,
             stderr=subprocess.STDOUT,
         )
+        spy = None
+        if profile:
+            from streams.tooling import profile as prof
+
+            spy_path = run.worker.state_dir / "backfill-profile.txt"
+            spy = prof.start(proc.pid, spy_path)
         first_at: float | None = None
+        cpu_at_first = 0.0
         inputs = [s.topic(t) for t in CATALOGUE if not t.name.startswith("palliwatch.indicators")]
         # The valid surveys are not read back: the stage that admits them forwards them there.
         unread = {s.topic(DEATH_SURVEYS.valid), s.topic(DEAD_LETTER)}
@@ -233,6 +254,7 @@ def bench_pipeline(
             consumed = m.total("palliwatch_records_consumed_total", topic=DEATH_SURVEYS.name)
             if first_at is None and consumed > 0:
                 first_at = time.perf_counter()
+                cpu_at_first = _cpu_seconds(proc.pid)
             if time.perf_counter() - last_print > 10:
                 last_print = time.perf_counter()
                 print(
@@ -250,7 +272,17 @@ def bench_pipeline(
         assert first_at is not None
         backfill_s = done_at - first_at
         throughput = read / backfill_s
-        print(f"[bench] backfill done: {throughput:,.0f} surveys/s ({backfill_s:.1f} s)")
+        backfill_cpu_s = _cpu_seconds(proc.pid) - cpu_at_first
+        print(f"[bench] backfill done: {throughput:,.0f} surveys/s ({backfill_s:.1f} s, worker CPU "
+              f"{backfill_cpu_s:.1f} s)")  # fmt: skip
+        stages: dict[str, float] = {}
+        if spy is not None:
+            prof.stop(spy)
+            samples = prof.stage_samples(spy_path.read_text())
+            stages = prof.per_survey(samples, backfill_cpu_s, read)
+            print(f"[bench] worker CPU by stage, µs per survey (py-spy, {spy_path}):")
+            for stage, us in stages.items():
+                print(f"[bench]   {us:8.1f}  {stage}")
 
         # Live phase: steady rate, submitted_at = now.
         from streams.tooling.simulator import live_id_prefix
@@ -313,7 +345,10 @@ def bench_pipeline(
             "live_complete_latency_p99_s": seconds(latency_metrics[1], 0.99),
             "live_headline_pass_p50_s": None if headline_pass is None else round(headline_pass, 3),
             "worker_peak_rss_mib": round(peak_rss),
+            "backfill_worker_cpu_s": round(backfill_cpu_s, 1),
         }
+        if stages:
+            results["backfill_us_per_survey_by_stage"] = stages
         return results
     finally:
         if proc is not None and proc.poll() is None:

@@ -303,7 +303,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
         preflight(s, migrated=False)  # the bench migrates a database of its own
         results = bench_pipeline(
             s, surveys=args.surveys, months=args.months, live_seconds=args.live_seconds,
-            rate=args.rate,
+            rate=args.rate, profile=args.profile,
         )  # fmt: skip
         out = s.state_dir / "bench-pipeline.json"
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -622,6 +622,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--months", type=int, default=24, help="pipeline: months of deaths")
     sp.add_argument("--live-seconds", type=float, default=60.0, help="pipeline: live phase")
     sp.add_argument("--rate", type=float, default=200.0, help="pipeline: live surveys per second")
+    sp.add_argument(
+        "--profile",
+        action="store_true",
+        help="pipeline: sample the worker with py-spy and print its CPU by stage (µs per survey)",
+    )
     sp.add_argument(
         "--surveys-screened", type=int, default=3000, help="screen: normal surveys timed"
     )
