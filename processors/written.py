@@ -27,8 +27,10 @@ import numpy as np
 from processors.core import IndicatorValue
 
 MASK = (1 << 64) - 1
-# Recent marks are merged into the sorted arrays once this many have gathered (a merge sorts
-# every mark: about 10 ms a million).
+# Recent marks are merged into the sorted arrays once this many have gathered, or a quarter as
+# many as the arrays hold if that is more: a merge sorts every mark (about 10 ms a million), so
+# merging at a fixed count made a backfill's cube of a million rows cost as much as evaluating
+# it (py-spy: 2 % of the worker), where a share of the size keeps the total work n log n.
 MERGE_AT = 1 << 16
 
 Marks = list[tuple[int, int]]  # (key digest, value digest) of rows to mark once durable
@@ -97,7 +99,7 @@ class Written:
         """Rows now durable in the database with these values."""
         for key, value in marks:
             self._recent[key] = value
-        if len(self._recent) >= MERGE_AT:
+        if len(self._recent) >= max(MERGE_AT, len(self._keys) // 4):
             self._merge()
 
     def _merge(self) -> None:
