@@ -154,7 +154,9 @@ class ShareRows:
 
 def _masked(column: np.ndarray, none: np.ndarray) -> list[Any]:
     """The column as Python numbers, None where ``none``."""
-    return np.where(none, None, column.astype(object)).tolist()  # type: ignore[no-any-return]
+    out = column.astype(object)
+    out[none] = None
+    return out.tolist()
 
 
 def _public_columns(public: np.ndarray, counts: Ints, min_n: Ints) -> list[list[Any]]:

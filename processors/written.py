@@ -28,10 +28,11 @@ from processors.core import IndicatorValue
 
 MASK = (1 << 64) - 1
 # Recent marks are merged into the sorted arrays once this many have gathered, or a quarter as
-# many as the arrays hold if that is more: a merge sorts every mark (about 10 ms a million), so
-# merging at a fixed count made a backfill's cube of a million rows cost as much as evaluating
-# it (py-spy: 2 % of the worker), where a share of the size keeps the total work n log n.
+# many as the arrays hold if that is more (up to MERGE_AT_MOST): a merge sorts every mark (about
+# 10 ms a million), and merging every 65 536 marks cost a 30 000-survey backfill 2 % of the
+# worker (py-spy). The cap bounds the dict of recent marks (about 100 bytes a mark) at 1 M.
 MERGE_AT = 1 << 16
+MERGE_AT_MOST = 1 << 18
 
 Marks = list[tuple[int, int]]  # (key digest, value digest) of rows to mark once durable
 
@@ -99,7 +100,7 @@ class Written:
         """Rows now durable in the database with these values."""
         for key, value in marks:
             self._recent[key] = value
-        if len(self._recent) >= max(MERGE_AT, len(self._keys) // 4):
+        if len(self._recent) >= max(MERGE_AT, min(len(self._keys) // 4, MERGE_AT_MOST)):
             self._merge()
 
     def _merge(self) -> None:
