@@ -108,6 +108,23 @@ def _rss_kib(pid: int, field: str) -> int:
     return 0
 
 
+def _faust_ceiling(run: Run, mode: str, topic: str, expected: int) -> float:
+    """Records/s of streams/tooling/bench_ceiling.py (a Faust worker doing no work of ours) over
+    the same topic, with the bench worker's settings."""
+    out = run.worker.state_dir / f"ceiling-{mode}.json"
+    log = run.worker.state_dir / f"ceiling-{mode}.log"
+    with log.open("wb") as f:
+        done = subprocess.run(
+            [sys.executable, "-m", "streams.tooling.bench_ceiling", mode, topic, str(expected),
+             str(out)],
+            cwd=REPO_ROOT, env=run.env, stdout=f, stderr=subprocess.STDOUT, timeout=900,
+        )  # fmt: skip
+    if done.returncode != 0 or not out.exists():
+        raise RuntimeError(f"the Faust ceiling run ({mode}) failed; see {log}")
+    result = json.loads(out.read_text())
+    return float(result["records"]) / max(float(result["seconds"]), 1e-9)
+
+
 def _cpu_seconds(pid: int) -> float:
     from streams.tooling.profile import cpu_seconds
 
@@ -222,6 +239,15 @@ def bench_pipeline(
 
         ceiling, read = asyncio.run(_raw_consume_rate(s, s.topic(DEATH_SURVEYS), sent))
         print(f"[bench] raw aiokafka consume: {ceiling:,.0f} records/s ({read})", flush=True)
+        faust_rates = {
+            mode: _faust_ceiling(run, mode, s.topic(DEATH_SURVEYS), read)
+            for mode in ("consume", "forward")
+        }
+        print(
+            f"[bench] Faust, no work of ours: {faust_rates['consume']:,.0f} records/s read, "
+            f"{faust_rates['forward']:,.0f} /s with a forward and a changelog record per record",
+            flush=True,
+        )
 
         log_path = run.worker.state_dir / "worker.log"
         log = log_path.open("ab")
@@ -337,6 +363,9 @@ def bench_pipeline(
             "backfill_seconds": round(backfill_s, 1),
             "backfill_surveys_per_s": round(throughput),
             "ratio_to_raw_consume": round(throughput / ceiling, 4),
+            "faust_consume_records_per_s": round(faust_rates["consume"]),
+            "faust_forward_records_per_s": round(faust_rates["forward"]),
+            "ratio_to_faust_forward": round(throughput / faust_rates["forward"], 3),
             "live_rate_per_s": rate,
             "live_seconds": live_seconds,
             "live_headline_latency_p50_s": seconds(latency_metrics[0], 0.5),

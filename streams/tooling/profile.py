@@ -22,6 +22,8 @@ from pathlib import Path
 # (stage, substrings of a frame "function (file:line)"), tried in this order on each frame
 # from the innermost outwards.
 STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    # py-spy cannot tell a thread blocked in epoll from a running one without pausing it.
+    ("waiting for I/O (epoll)", ("EpollSelector.select",)),
     ("changed-row filter", ("processors/written.py",)),
     ("evaluation", ("processors/columnar.py", "evaluate_scope", "evaluate_structure",
                     "evaluate_headline", "_official_row", "delay_distribution")),
@@ -36,10 +38,11 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("applying deltas to scope state", ("apply_survey_delta", "apply_contribution", "flow.py",
                                         "_add_sparse", "processors/aggregate.py")),
     ("database writes (psycopg, COPY)", ("processors/sink.py", "psycopg", "processors/db.py")),
-    ("Faust tables and changelogs", ("faust/tables", "faust/stores", "rocksdict", "mode/")),
-    ("Kafka client (aiokafka)", ("aiokafka",)),
+    ("Faust tables and changelogs", ("faust/tables", "faust/stores")),
+    ("Kafka client (aiokafka, Faust's producer and consumer)", (
+        "aiokafka", "faust/transport", "ServiceThread")),
 )  # fmt: skip
-FRAMEWORK = "framework (Faust streams, event loop, other)"
+FRAMEWORK = "framework (Faust streams, asyncio event loop, other)"
 
 
 def py_spy() -> str:
