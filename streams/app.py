@@ -31,28 +31,14 @@ RECORD_KEYS = settings.record_keys()
 
 app = faust.App(
     settings.app_id,
-    broker=settings.faust_broker,
-    store="memory://",
+    **kafka_clients.faust_app_settings(settings),
     datadir=str(settings.state_dir / "faust"),
-    topic_partitions=settings.partitions,
-    # Changelogs and Faust's own topics get the deployment's replication (contract and internal
-    # topics get it from `topics create`); min.insync.replicas below, per table.
-    topic_replication_factor=settings.kafka_replication_factor,
-    broker_credentials=kafka_clients.faust_credentials(settings),
-    consumer_auto_offset_reset="earliest",
     broker_commit_interval=settings.commit_interval_seconds,
     broker_session_timeout=settings.session_timeout_seconds,
     broker_heartbeat_interval=min(3.0, settings.session_timeout_seconds / 3),
     table_standby_replicas=0,
     # The web port: /metrics and /health only, none of Faust's own pages (streams/web.py).
     **web.app_settings(bind=settings.web_bind, port=settings.web_port),
-    autodiscover=False,
-    producer_acks=-1,
-    # Batch sends: every survey fans out to a forward topic and a changelog record; with
-    # Faust's default linger of 0 each record went out in its own request.
-    producer_linger=0.01,
-    producer_max_batch_size=512 * 1024,
-    producer_max_request_size=topics.INTERNAL_MESSAGE_BYTES,
 )
 web.install(app)
 

@@ -20,6 +20,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka import errors as kerrors
 
 from processors import retry
+from schemas.topics import INTERNAL_MESSAGE_BYTES
 from streams.settings import KafkaSecurity, Settings
 
 
@@ -78,6 +79,29 @@ def auth_options(settings: Settings) -> dict[str, Any]:
         opts["sasl_plain_username"] = sec.sasl_username
         opts["sasl_plain_password"] = sec.sasl_password
     return opts
+
+
+def faust_app_settings(settings: Settings) -> dict[str, Any]:
+    """What every Faust app of ours is configured with: the worker's (streams/app.py) and the
+    bench's bare ceiling (streams/tooling/bench_ceiling.py), so the ceiling measures the same
+    Faust."""
+    return dict(
+        broker=settings.faust_broker,
+        store="memory://",
+        topic_partitions=settings.partitions,
+        # Changelogs and Faust's own topics get the deployment's replication (contract and
+        # internal topics get it from `topics create`); min.insync.replicas per table.
+        topic_replication_factor=settings.kafka_replication_factor,
+        broker_credentials=faust_credentials(settings),
+        consumer_auto_offset_reset="earliest",
+        autodiscover=False,
+        producer_acks=-1,
+        # Batch sends: every survey fans out to a forward topic and a changelog record; with
+        # Faust's default linger of 0 each record went out in its own request.
+        producer_linger=0.01,
+        producer_max_batch_size=512 * 1024,
+        producer_max_request_size=INTERNAL_MESSAGE_BYTES,
+    )
 
 
 def faust_credentials(settings: Settings) -> Any:

@@ -33,18 +33,9 @@ def main(mode: str, topic_name: str, expected: int, out: Path) -> None:
     app = faust.App(
         # Under the bench's app id: the bench deletes what its run made (kafka_admin.run_topics).
         f"{settings.app_id}-ceiling-{mode}-{uuid.uuid4().hex[:6]}",
-        broker=settings.faust_broker,
-        store="memory://",
+        **kafka_clients.faust_app_settings(settings),
         datadir=str(settings.state_dir / "faust-ceiling"),
-        topic_partitions=settings.partitions,
-        topic_replication_factor=settings.kafka_replication_factor,
-        broker_credentials=kafka_clients.faust_credentials(settings),
-        consumer_auto_offset_reset="earliest",
         web_enabled=False,
-        autodiscover=False,
-        producer_acks=-1,
-        producer_linger=0.01,  # as streams/app.py
-        producer_max_batch_size=512 * 1024,
     )
     source = app.topic(topic_name, key_type=bytes, value_type=bytes, key_serializer="raw",
                        value_serializer="raw", internal=False)  # fmt: skip
