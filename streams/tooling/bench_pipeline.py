@@ -44,6 +44,7 @@ from schemas.topics import (
 )
 from streams import kafka_clients
 from streams.settings import REPO_ROOT, Settings, child_env
+from streams.tooling import profile as worker_profile
 from streams.tooling.kafka_admin import delete_run_topics, ensure_topics
 from streams.tooling.scrape import Scrape, scrape
 
@@ -123,12 +124,6 @@ def _faust_ceiling(run: Run, mode: str, topic: str, expected: int) -> float:
         raise RuntimeError(f"the Faust ceiling run ({mode}) failed; see {log}")
     result = json.loads(out.read_text())
     return float(result["records"]) / max(float(result["seconds"]), 1e-9)
-
-
-def _cpu_seconds(pid: int) -> float:
-    from streams.tooling.profile import cpu_seconds
-
-    return cpu_seconds(pid)
 
 
 def _group_done(s: Settings, topics: list[str]) -> bool:
@@ -221,6 +216,7 @@ def bench_pipeline(
     run = _prepare(base)
     s = run.settings
     proc: subprocess.Popen[bytes] | None = None
+    spy: subprocess.Popen[bytes] | None = None  # py-spy, while it samples the worker
     try:
         now = datetime.now(UTC)
         month_list = complete_months_before(now, months)
@@ -259,12 +255,9 @@ def bench_pipeline(
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-        spy = None
+        spy_path = run.worker.state_dir / "backfill-profile.txt"
         if profile:
-            from streams.tooling import profile as prof
-
-            spy_path = run.worker.state_dir / "backfill-profile.txt"
-            spy = prof.start(proc.pid, spy_path)
+            spy = worker_profile.start(proc.pid, spy_path)
         first_at: float | None = None
         cpu_at_first = 0.0
         inputs = [s.topic(t) for t in CATALOGUE if not t.name.startswith("palliwatch.indicators")]
@@ -280,7 +273,7 @@ def bench_pipeline(
             consumed = m.total("palliwatch_records_consumed_total", topic=DEATH_SURVEYS.name)
             if first_at is None and consumed > 0:
                 first_at = time.perf_counter()
-                cpu_at_first = _cpu_seconds(proc.pid)
+                cpu_at_first = worker_profile.cpu_seconds(proc.pid)
             if time.perf_counter() - last_print > 10:
                 last_print = time.perf_counter()
                 print(
@@ -298,14 +291,15 @@ def bench_pipeline(
         assert first_at is not None
         backfill_s = done_at - first_at
         throughput = read / backfill_s
-        backfill_cpu_s = _cpu_seconds(proc.pid) - cpu_at_first
+        backfill_cpu_s = worker_profile.cpu_seconds(proc.pid) - cpu_at_first
         print(f"[bench] backfill done: {throughput:,.0f} surveys/s ({backfill_s:.1f} s, worker CPU "
               f"{backfill_cpu_s:.1f} s)")  # fmt: skip
         stages: dict[str, float] = {}
         if spy is not None:
-            prof.stop(spy)
-            samples = prof.stage_samples(spy_path.read_text())
-            stages = prof.per_survey(samples, backfill_cpu_s, read)
+            worker_profile.stop(spy)
+            spy = None
+            samples = worker_profile.stage_samples(spy_path.read_text())
+            stages = worker_profile.per_survey(samples, backfill_cpu_s, read)
             print(f"[bench] worker CPU by stage, µs per survey (py-spy, {spy_path}):")
             for stage, us in stages.items():
                 print(f"[bench]   {us:8.1f}  {stage}")
@@ -380,6 +374,8 @@ def bench_pipeline(
             results["backfill_us_per_survey_by_stage"] = stages
         return results
     finally:
+        if spy is not None and spy.poll() is None:
+            spy.kill()  # the bench failed before the profile was read
         if proc is not None and proc.poll() is None:
             proc.terminate()
             try:

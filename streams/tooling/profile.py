@@ -55,12 +55,14 @@ def py_spy() -> str:
 
 
 def start(pid: int, out: Path) -> subprocess.Popen[bytes]:
-    """py-spy recording ``pid`` into ``out`` (collapsed stacks) until ``stop``."""
-    return subprocess.Popen(
-        [py_spy(), "record", "--pid", str(pid), "--format", "raw", "--rate", "100",
-         "--nonblocking", "--output", str(out)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )  # fmt: skip
+    """py-spy recording ``pid`` into ``out`` (collapsed stacks) until ``stop``; its messages go
+    to ``out`` with the suffix .log (a pipe nobody reads could fill and stall it)."""
+    with out.with_suffix(".log").open("wb") as log:
+        return subprocess.Popen(
+            [py_spy(), "record", "--pid", str(pid), "--format", "raw", "--rate", "100",
+             "--nonblocking", "--output", str(out)],
+            stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
